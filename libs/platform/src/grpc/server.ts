@@ -1,0 +1,115 @@
+import {
+  Server,
+  ServerCredentials,
+  status,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { runWithContext } from '../context.ts';
+import { isDomainError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { PlatformMetrics } from '../metrics.ts';
+import { contextFromMetadata } from './metadata.ts';
+import { toServiceError } from './status.ts';
+
+/**
+ * Plain async handlers keyed by the ts-proto method name (e.g. `createCompany`). They receive the
+ * decoded request and return the response; the request context is available via
+ * `requireContext()`. Throw {@link DomainError}s for expected failures.
+ */
+export type UnaryHandlers<S extends ServiceDefinition> = {
+  [K in keyof S]: S[K] extends { requestDeserialize: (b: Buffer) => infer Req; responseSerialize: (r: infer Res) => Buffer }
+    ? (request: Req) => Promise<Res>
+    : never;
+};
+
+/** One gRPC service to expose: its ts-proto definition, fully-qualified name and handlers. */
+export interface ServiceBinding<S extends ServiceDefinition = ServiceDefinition> {
+  /** Fully-qualified proto name, e.g. `crm.contacts.v1.CompanyService` (health status key). */
+  name: string;
+  definition: S;
+  handlers: UnaryHandlers<S>;
+}
+
+/** Helps TypeScript check handlers against their definition. */
+export function bindService<S extends ServiceDefinition>(name: string, definition: S, handlers: UnaryHandlers<S>): ServiceBinding {
+  return { name, definition, handlers } as unknown as ServiceBinding;
+}
+
+export interface GrpcServerHandle {
+  port: number;
+  health: HealthImplementation;
+  /** Marks NOT_SERVING, then drains in-flight calls (forces after `graceMs`). */
+  close(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Starts a grpc-js server with `grpc.health.v1.Health` and the given services. Every unary call
+ * gets its request context from metadata (UNAUTHENTICATED without one), runs inside it, is
+ * counted and timed, and has thrown errors mapped once to gRPC status (see grpc/status.ts).
+ * Health starts SERVING for '' and every service name.
+ */
+export async function startGrpcServer(options: {
+  host: string;
+  port: number;
+  services: ServiceBinding[];
+  logger: Logger;
+  metrics: PlatformMetrics;
+}): Promise<GrpcServerHandle> {
+  const server = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
+  const statusMap = Object.fromEntries([['', 'SERVING'], ...options.services.map((s) => [s.name, 'SERVING'])] as const);
+  const health = new HealthImplementation(statusMap);
+  health.addToServer(server);
+
+  for (const binding of options.services) {
+    const implementation: UntypedServiceImplementation = {};
+    for (const [method, handler] of Object.entries(binding.handlers) as [string, (req: unknown) => Promise<unknown>][]) {
+      const fullName = `${binding.name}/${method}`;
+      implementation[method] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+        const stopTimer = options.metrics.grpcDuration.startTimer({ method: fullName });
+        const finish = (code: status) => {
+          stopTimer();
+          options.metrics.grpcRequests.inc({ method: fullName, code: status[code] ?? String(code) });
+        };
+        void (async () => {
+          try {
+            const ctx = contextFromMetadata(call.metadata);
+            const response = await runWithContext(ctx, () => handler(call.request));
+            finish(status.OK);
+            callback(null, response);
+          } catch (error) {
+            const mapped = toServiceError(error);
+            if (!isDomainError(error)) options.logger.error({ err: error, method: fullName }, 'unhandled error in gRPC handler');
+            finish(mapped.code);
+            callback(mapped, null);
+          }
+        })();
+      };
+    }
+    server.addService(binding.definition, implementation);
+  }
+
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${options.host}:${options.port}`, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))),
+  );
+  return {
+    port,
+    health,
+    close: async (graceMs = 5000) => {
+      for (const key of Object.keys(statusMap)) health.setStatus(key, 'NOT_SERVING');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    },
+  };
+}

@@ -1,0 +1,181 @@
+import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import pg from 'pg';
+import type { Logger } from '../logger.ts';
+import type { PlatformMetrics } from '../metrics.ts';
+import type { EntityManager, Orm } from '../persistence/database.ts';
+
+interface OutboxRow {
+  id: string;
+  subject: string;
+  headers: Record<string, string>;
+  payload: Buffer;
+}
+
+/** Dependencies and tuning of the {@link OutboxRelay}; times in milliseconds. */
+export interface RelayOptions {
+  orm: Orm;
+  nc: NatsConnection;
+  /** postgres:// URL for the dedicated LISTEN connection. */
+  clientUrl: string;
+  logger: Logger;
+  metrics: PlatformMetrics;
+  /** Service schema whose `outbox` table is relayed. */
+  schema: string;
+  /** Fallback poll interval when no NOTIFY arrives (default 1000). */
+  pollIntervalMs?: number;
+  /** Rows per transaction (default 200). */
+  batchSize?: number;
+  /** JetStream publish-ack timeout (default 2000). */
+  publishTimeoutMs?: number;
+  /** Published rows older than this are deleted (default 7 days). */
+  retentionMs?: number;
+}
+
+const MAX_BACKOFF_MS = 5000;
+
+/**
+ * Publishes outbox rows to JetStream. Woken by LISTEN `outbox_<schema>` (the table's insert
+ * trigger NOTIFYs), with polling as the fallback. Each batch runs in one transaction that first
+ * takes `pg_try_advisory_xact_lock`, so with several replicas one relays at a time and id
+ * (UUIDv7) order is kept. Rows are marked published only after JetStream acknowledged them
+ * (`msgID` = event id, so a re-send after a crash is dropped by the stream's duplicate window).
+ * While NATS is unreachable it backs off (100 ms doubling to 5 s, cut short by a NATS reconnect)
+ * and resumes from the first unpublished row.
+ */
+export class OutboxRelay {
+  private readonly o: Required<RelayOptions>;
+  private running = false;
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private listener: pg.Client | undefined;
+  private lastCleanup = 0;
+
+  constructor(options: RelayOptions) {
+    this.o = { pollIntervalMs: 1000, batchSize: 200, publishTimeoutMs: 2000, retentionMs: 7 * 24 * 3600_000, ...options };
+  }
+
+  /** Starts listening and relaying; resolves once LISTEN is active. */
+  async start(): Promise<void> {
+    this.running = true;
+    await this.listen();
+    void (async () => {
+      for await (const s of this.o.nc.status()) if (s.type === 'reconnect') this.kick();
+    })();
+    this.loop = this.run();
+  }
+
+  /** Stops after the batch in flight and closes the LISTEN connection. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.kick();
+    await this.loop;
+    const listener = this.listener;
+    this.listener = undefined;
+    await listener?.end().catch(() => undefined);
+  }
+
+  /** Asks the loop to look at the outbox now. */
+  kick(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  private async listen(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.o.clientUrl });
+    client.on('notification', () => this.kick());
+    client.on('error', (err) => {
+      // polling keeps events flowing meanwhile; listen again shortly
+      this.o.logger.warn({ err }, 'outbox LISTEN connection lost');
+      if (this.listener === client) this.listener = undefined;
+      if (this.running) setTimeout(() => void this.listen().catch(() => undefined), 1000).unref();
+    });
+    await client.connect();
+    await client.query(`listen "outbox_${this.o.schema}"`);
+    this.listener = client;
+  }
+
+  private async run(): Promise<void> {
+    let backoff = 0;
+    while (this.running) {
+      let result: BatchResult = { published: 0, failure: undefined };
+      try {
+        result = await this.relayBatch();
+      } catch (err) {
+        result = { published: 0, failure: err };
+      }
+      if (result.failure === undefined) {
+        backoff = 0;
+      } else {
+        backoff = Math.min(backoff === 0 ? 100 : backoff * 2, MAX_BACKOFF_MS);
+        this.o.logger.warn({ err: result.failure, retryInMs: backoff }, 'outbox relay could not publish; retrying');
+      }
+      if (!this.running) break;
+      if (backoff === 0 && result.published >= this.o.batchSize) continue;
+      await this.idle(backoff || this.o.pollIntervalMs);
+    }
+  }
+
+  /** Waits `ms`, or less when kicked (NOTIFY, NATS reconnect, stop). */
+  private idle(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  /**
+   * Publishes up to one batch and marks what JetStream acknowledged, in one transaction. A
+   * publish failure stops the batch; the rows before it still commit as published.
+   */
+  async relayBatch(): Promise<BatchResult> {
+    const js = jetstream(this.o.nc, { timeout: this.o.publishTimeoutMs });
+    const em = this.o.orm.em.fork();
+    const result = await em.transactional(async (tem): Promise<BatchResult> => {
+      const [lock] = await tem.execute<{ locked: boolean }[]>('select pg_try_advisory_xact_lock(hashtext(?)) as locked', [`outbox:${this.o.schema}`]);
+      if (!lock?.locked) return { published: 0, failure: undefined };
+      const rows = await tem.execute<OutboxRow[]>('select id, subject, headers, payload from outbox where published_at is null order by id limit ?', [this.o.batchSize]);
+      const done: string[] = [];
+      let failure: unknown;
+      for (const row of rows) {
+        const h = natsHeaders();
+        for (const [k, v] of Object.entries(row.headers)) h.set(k, v);
+        try {
+          await js.publish(row.subject, row.payload, { msgID: row.id, headers: h, timeout: this.o.publishTimeoutMs });
+          done.push(row.id);
+        } catch (err) {
+          failure = err;
+          break;
+        }
+      }
+      if (done.length > 0) await tem.execute('update outbox set published_at = now() where id = any(?::uuid[])', [done]);
+      return { published: done.length, failure };
+    });
+    this.o.metrics.outboxPublished.inc(result.published);
+    await this.observe(em);
+    return result;
+  }
+
+  private async observe(em: EntityManager): Promise<void> {
+    const [stats] = await em.execute<{ backlog: string; age: number | null }[]>(
+      'select count(*) as backlog, extract(epoch from now() - min(occurred_at))::float8 as age from outbox where published_at is null',
+    );
+    this.o.metrics.outboxBacklog.set(Number(stats?.backlog ?? 0));
+    this.o.metrics.outboxOldestAge.set(stats?.age ?? 0);
+    if (Date.now() - this.lastCleanup > 3600_000) {
+      this.lastCleanup = Date.now();
+      await em.execute(`delete from outbox where published_at < now() - (? * interval '1 millisecond')`, [this.o.retentionMs]);
+    }
+  }
+}
+
+/** Outcome of one relay batch. */
+export interface BatchResult {
+  published: number;
+  failure: unknown;
+}

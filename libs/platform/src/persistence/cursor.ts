@@ -1,0 +1,36 @@
+import { DomainError } from '../errors.ts';
+
+/** Page size bounds of every list (architecture: "page size ≤ 200"). */
+export const DEFAULT_PAGE_SIZE = 50;
+export const MAX_PAGE_SIZE = 200;
+
+/**
+ * Keyset cursors: the sort key values of the last row of a page, as base64url JSON. Opaque to
+ * clients; a cursor that does not decode to an object with the expected string keys is rejected
+ * with INVALID_ARGUMENT (`pageToken`).
+ */
+export function encodeCursor(key: Record<string, string>): string {
+  return Buffer.from(JSON.stringify(key)).toString('base64url');
+}
+
+/** Decodes a cursor made by {@link encodeCursor}; `keys` are the fields it must carry. */
+export function decodeCursor<K extends string>(token: string, keys: readonly K[]): Record<K, string> {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    if (typeof value === 'object' && value !== null && keys.every((k) => typeof (value as Record<string, unknown>)[k] === 'string')) {
+      return value as Record<K, string>;
+    }
+  } catch {
+    // fall through to the error below
+  }
+  throw new DomainError('invalid_argument', 'INVALID_CURSOR', 'page token is not valid', [{ field: 'cursor', message: 'not a cursor from a previous page' }]);
+}
+
+/** Clamps a requested page size: 0/absent → default, otherwise 1..200 or INVALID_ARGUMENT. */
+export function pageSize(requested: number | undefined): number {
+  if (!requested) return DEFAULT_PAGE_SIZE;
+  if (!Number.isInteger(requested) || requested < 1 || requested > MAX_PAGE_SIZE) {
+    throw new DomainError('invalid_argument', 'INVALID_PAGE_SIZE', `page size must be 1..${MAX_PAGE_SIZE}`, [{ field: 'limit', message: `must be between 1 and ${MAX_PAGE_SIZE}` }]);
+  }
+  return requested;
+}
