@@ -3,7 +3,7 @@ import { jetstream, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../logger.ts';
 import type { PlatformMetrics } from '../metrics.ts';
-import type { EntityManager, Orm } from '../persistence/database.ts';
+import { quoteIdent, type EntityManager, type Orm } from '../persistence/database.ts';
 import { EVENT_STREAM, type ReceivedEvent } from './event.ts';
 import { ensureDurableConsumer, jetstreamManager } from './nats.ts';
 
@@ -18,6 +18,8 @@ export interface ConsumerOptions {
   nc: NatsConnection;
   logger: Logger;
   metrics: PlatformMetrics;
+  /** Service schema holding the `inbox` table. */
+  schema: string;
   /** Durable consumer name, also the inbox's `consumer` column (e.g. `analytics-svc`). */
   durable: string;
   filterSubject: string;
@@ -83,7 +85,7 @@ async function handleOne(msg: JsMsg, options: ConsumerOptions, maxDeliver: numbe
   try {
     const applied = await options.orm.em.fork().transactional(async (em) => {
       const inserted = await em.execute<{ event_id: string }[]>(
-        'insert into inbox (consumer, event_id, subject) values (?, ?, ?) on conflict do nothing returning event_id',
+        `insert into ${quoteIdent(options.schema)}.inbox (consumer, event_id, subject) values (?, ?, ?) on conflict do nothing returning event_id`,
         [options.durable, event.id, event.subject],
       );
       if (inserted.length === 0) return false;

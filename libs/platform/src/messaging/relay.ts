@@ -3,7 +3,7 @@ import { jetstream } from '@nats-io/jetstream';
 import pg from 'pg';
 import type { Logger } from '../logger.ts';
 import type { PlatformMetrics } from '../metrics.ts';
-import type { EntityManager, Orm } from '../persistence/database.ts';
+import { quoteIdent, type EntityManager, type Orm } from '../persistence/database.ts';
 
 interface OutboxRow {
   id: string;
@@ -50,8 +50,10 @@ export class OutboxRelay {
   private loop: Promise<void> | undefined;
   private listener: pg.Client | undefined;
   private lastCleanup = 0;
+  readonly #table: string;
 
   constructor(options: RelayOptions) {
+    this.#table = `${quoteIdent(options.schema)}.outbox`;
     this.o = { pollIntervalMs: 1000, batchSize: 200, publishTimeoutMs: 2000, retentionMs: 7 * 24 * 3600_000, ...options };
   }
 
@@ -139,7 +141,7 @@ export class OutboxRelay {
     const result = await em.transactional(async (tem): Promise<BatchResult> => {
       const [lock] = await tem.execute<{ locked: boolean }[]>('select pg_try_advisory_xact_lock(hashtext(?)) as locked', [`outbox:${this.o.schema}`]);
       if (!lock?.locked) return { published: 0, failure: undefined };
-      const rows = await tem.execute<OutboxRow[]>('select id, subject, headers, payload from outbox where published_at is null order by id limit ?', [this.o.batchSize]);
+      const rows = await tem.execute<OutboxRow[]>(`select id, subject, headers, payload from ${this.#table} where published_at is null order by id limit ?`, [this.o.batchSize]);
       const done: string[] = [];
       let failure: unknown;
       for (const row of rows) {
@@ -153,7 +155,7 @@ export class OutboxRelay {
           break;
         }
       }
-      if (done.length > 0) await tem.execute('update outbox set published_at = now() where id = any(?::uuid[])', [done]);
+      if (done.length > 0) await tem.execute(`update ${this.#table} set published_at = now() where id = any(?::uuid[])`, [done]);
       return { published: done.length, failure };
     });
     this.o.metrics.outboxPublished.inc(result.published);
@@ -163,13 +165,13 @@ export class OutboxRelay {
 
   private async observe(em: EntityManager): Promise<void> {
     const [stats] = await em.execute<{ backlog: string; age: number | null }[]>(
-      'select count(*) as backlog, extract(epoch from now() - min(occurred_at))::float8 as age from outbox where published_at is null',
+      `select count(*) as backlog, extract(epoch from now() - min(occurred_at))::float8 as age from ${this.#table} where published_at is null`,
     );
     this.o.metrics.outboxBacklog.set(Number(stats?.backlog ?? 0));
     this.o.metrics.outboxOldestAge.set(stats?.age ?? 0);
     if (Date.now() - this.lastCleanup > 3600_000) {
       this.lastCleanup = Date.now();
-      await em.execute(`delete from outbox where published_at < now() - (? * interval '1 millisecond')`, [this.o.retentionMs]);
+      await em.execute(`delete from ${this.#table} where published_at < now() - (? * interval '1 millisecond')`, [this.o.retentionMs]);
     }
   }
 }

@@ -1,0 +1,135 @@
+import type { MigrationObject } from '@mikro-orm/core';
+import type { Options } from '@mikro-orm/postgresql';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { startGrpcServer, type ServiceBinding } from './grpc/server.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { startEventConsumer, type EventHandler } from './messaging/consumer.ts';
+import { connectNats, ensureEventStream, jetstreamManager } from './messaging/nats.ts';
+import { OutboxRelay } from './messaging/relay.ts';
+import { PlatformMetrics } from './metrics.ts';
+import { startOpsServer } from './ops-server.ts';
+import { openDatabase, type Orm } from './persistence/database.ts';
+
+/** Settings every service reads from its environment (see config.ts `serviceEnv`). */
+export interface RuntimeConfig {
+  DATABASE_URL: string;
+  NATS_URL: string;
+  GRPC_HOST: string;
+  GRPC_PORT: number;
+  OPS_HOST: string;
+  OPS_PORT: number;
+  LOG_LEVEL: string;
+  /** JetStream stream replicas (1 locally, 3 in a cluster). */
+  NATS_STREAM_REPLICAS?: number;
+}
+
+/** What a service plugs into the runtime. */
+export interface ServiceDefinitionSpec {
+  /** Process name, e.g. `contacts-svc` (logs, metrics, CloudEvents source, durable names). */
+  name: string;
+  /** Postgres schema the service owns. */
+  schema: string;
+  entities: NonNullable<Options['entities']>;
+  migrations: MigrationObject[];
+  /** gRPC services, built once the ORM is open. */
+  grpc: (deps: RuntimeDeps) => ServiceBinding[];
+  /** Durable consumers: name → subject filter and handler. */
+  consumers?: (deps: RuntimeDeps) => { durable: string; filterSubject: string; handle: EventHandler }[];
+  /** Whether this service writes events (runs an outbox relay). Default true. */
+  relay?: boolean;
+}
+
+export interface RuntimeDeps {
+  orm: Orm;
+  nc: NatsConnection;
+  logger: Logger;
+  metrics: PlatformMetrics;
+}
+
+/** A running service: bound ports and an orderly `close()` (gRPC drain, consumers, relay, NATS, DB). */
+export interface ServiceHandle extends RuntimeDeps {
+  grpcPort: number;
+  opsPort: number;
+  relay: OutboxRelay | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * Boots a service in the architecture's order: database (+ migrations) → NATS and the event
+ * stream → gRPC server (+ health) → outbox relay → consumers → ops HTTP server. Tests call this
+ * with port 0 to boot the very same service in-process.
+ */
+export async function startService(spec: ServiceDefinitionSpec, config: RuntimeConfig): Promise<ServiceHandle> {
+  const logger = createLogger(spec.name, config.LOG_LEVEL);
+  const metrics = new PlatformMetrics(spec.name);
+  const orm = await openDatabase({ clientUrl: config.DATABASE_URL, schema: spec.schema, entities: spec.entities, migrations: spec.migrations, logger });
+  const nc = await connectNats(config.NATS_URL, spec.name, logger);
+  await ensureEventStream(await jetstreamManager(nc), config.NATS_STREAM_REPLICAS ?? 1);
+  const deps: RuntimeDeps = { orm, nc, logger, metrics };
+
+  const grpc = await startGrpcServer({ host: config.GRPC_HOST, port: config.GRPC_PORT, services: spec.grpc(deps), logger, metrics });
+  let relay: OutboxRelay | undefined;
+  if (spec.relay !== false) {
+    relay = new OutboxRelay({ orm, nc, clientUrl: config.DATABASE_URL, logger, metrics, schema: spec.schema });
+    await relay.start();
+  }
+  const consumers = await Promise.all(
+    (spec.consumers?.(deps) ?? []).map((c) => startEventConsumer({ orm, nc, logger, metrics, schema: spec.schema, durable: c.durable, filterSubject: c.filterSubject, handle: c.handle })),
+  );
+  const ops = await startOpsServer({
+    host: config.OPS_HOST,
+    port: config.OPS_PORT,
+    registry: metrics.registry,
+    checks: {
+      database: async () => orm.isConnected(),
+      nats: async () => !nc.isClosed() && nc.info !== undefined && !nc.isDraining(),
+    },
+  });
+  logger.info({ grpcPort: grpc.port, opsPort: ops.port }, `${spec.name} started`);
+
+  let closing: Promise<void> | undefined;
+  return {
+    ...deps,
+    grpcPort: grpc.port,
+    opsPort: ops.port,
+    relay,
+    close: () => {
+      closing ??= (async () => {
+        await grpc.close();
+        for (const c of consumers) await c.stop();
+        await relay?.stop();
+        await ops.close();
+        await nc.drain().catch(() => nc.close());
+        await orm.close();
+        logger.info(`${spec.name} stopped`);
+      })();
+      return closing;
+    },
+  };
+}
+
+/**
+ * `main.ts` helper: boots the service and closes it on SIGINT/SIGTERM (exit code 0), or logs and
+ * exits 1 when boot fails.
+ */
+export async function runUntilSignal(start: () => Promise<{ close(): Promise<void> }>, name: string): Promise<void> {
+  const logger = createLogger(name);
+  try {
+    const handle = await start();
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'shutting down');
+      handle.close().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  } catch (err) {
+    logger.fatal({ err }, `${name} failed to start`);
+    process.exit(1);
+  }
+}
