@@ -20,6 +20,8 @@ export const serviceEnv = {
   GRPC_HOST: z.string().default('127.0.0.1'),
   OPS_HOST: z.string().default('127.0.0.1'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** JetStream replicas of the event stream: 1 locally, 3 in a cluster. */
+  NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
 };
 
 /** A TCP port number from an env string; 0 = pick a free port (tests). */

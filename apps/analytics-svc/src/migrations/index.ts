@@ -1,0 +1,5 @@
+import { platformMessagingMigration } from '@crm/platform';
+import { Migration20261121000200Overview } from './Migration20261121000200_overview.ts';
+
+/** Committed migrations of schema `analytics`, in order. */
+export const migrations = [platformMessagingMigration, { name: 'Migration20261121000200_overview', class: Migration20261121000200Overview }];

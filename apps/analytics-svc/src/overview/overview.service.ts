@@ -1,0 +1,34 @@
+import { requestEntityManager, requireContext, type Orm } from '@crm/platform';
+
+/** Counts of the caller's organization as projected from events. */
+export interface Overview {
+  companyCount: number;
+  contactCount: number;
+  companiesByIndustry: { industry: string; companyCount: number }[];
+}
+
+/** Reads the overview projection (tenant-scoped). */
+export class OverviewService {
+  readonly #orm: Orm;
+
+  constructor(orm: Orm) {
+    this.#orm = orm;
+  }
+
+  /** Company and contact counts, and companies per industry (largest first, then by name). */
+  async get(): Promise<Overview> {
+    const em = requestEntityManager(this.#orm);
+    const org = requireContext().organizationId;
+    const byIndustry = await em.execute<{ industry: string; n: string }[]>(
+      'select industry, count(*) as n from analytics.company_projection where organization_id = ? group by industry order by count(*) desc, industry',
+      [org],
+    );
+    const [contacts] = await em.execute<{ n: string }[]>('select count(*) as n from analytics.contact_projection where organization_id = ?', [org]);
+    const companiesByIndustry = byIndustry.map((r) => ({ industry: r.industry, companyCount: Number(r.n) }));
+    return {
+      companyCount: companiesByIndustry.reduce((sum, r) => sum + r.companyCount, 0),
+      contactCount: Number(contacts?.n ?? 0),
+      companiesByIndustry,
+    };
+  }
+}
