@@ -10,6 +10,8 @@ import { createLogger, insecure, loadConfig, runChecks } from '@crm/platform';
 import { authenticate, createTokenVerifier, type AccessTokenClaims } from './auth/keycloak.auth.ts';
 import { tenantContext } from './auth/tenant.ts';
 import { configSchema, type GatewayConfig } from './config.ts';
+
+export { configSchema, type GatewayConfig };
 import { crudRouter } from './http/crud.router.ts';
 import { IdempotencyStore } from './http/idempotency.ts';
 import { errorHandler, problem, sendProblem } from './http/problem.ts';
@@ -51,6 +53,7 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
 
   const app = express();
   app.disable('x-powered-by');
+  app.set('etag', false); // ETags are record versions, set by the resources
   app.set('trust proxy', 'loopback, linklocal, uniquelocal');
   app.use((req, res, next) => {
     const requestId = /^[\w.-]{1,100}$/.test(req.get('x-request-id') ?? '') ? String(req.get('x-request-id')) : randomUUID();
