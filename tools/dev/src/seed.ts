@@ -45,10 +45,12 @@ export interface SeedCompany {
 }
 
 const emptyToNull = (v: string) => (v.trim() === '' ? null : v.trim());
+/** Empty cell → null, digits → number, anything else is an issue. */
 const optionalInt = z
   .string()
-  .transform(emptyToNull)
-  .pipe(z.coerce.number().int().min(0).nullable());
+  .trim()
+  .regex(/^\d*$/, 'must be a non-negative integer or empty')
+  .transform((v) => (v === '' ? null : Number(v)));
 
 const accountRowSchema = z.object({
   account: z.string().trim().min(1, 'account name is empty'),

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { configSchema as analyticsConfig, createAnalyticsService } from '@crm/analytics-svc';
 import { configSchema as contactsConfig, createContactsService } from '@crm/contacts-svc';
 import { createDatabase, dropDatabase, ensurePostgres, startNatsServer, waitFor, type NatsServerProcess } from '@crm/dev/infra';
 import { startDevIssuer, type DevIssuer } from '@crm/dev-issuer';
 import { configSchema as gatewayConfig, createGateway, type GatewayHandle } from '@crm/gateway';
-import type { ServiceHandle } from '@crm/platform';
+import { runWithContext, type ServiceHandle } from '@crm/platform';
 
 export { waitFor };
 
@@ -117,4 +118,17 @@ export async function startTestSuite(): Promise<TestSuite> {
       await infra.close();
     },
   };
+}
+
+/** Organization id of `alias` (acme, globex) from the realm export. */
+export function organizationId(alias: string): string {
+  const realm = JSON.parse(readFileSync(REALM_FILE, 'utf8')) as { organizations?: { alias: string; id: string }[] };
+  const org = realm.organizations?.find((o) => o.alias === alias);
+  if (!org) throw new Error(`organization ${alias} is not in ${REALM_FILE}`);
+  return org.id;
+}
+
+/** Runs `fn` as an admin of `alias`, as the gateway would after authentication (gRPC calls carry it). */
+export function asAdminOf<T>(alias: string, fn: () => Promise<T>): Promise<T> {
+  return runWithContext({ organizationId: organizationId(alias), userId: `admin-of-${alias}`, roles: ['crm-admin'], requestId: randomBytes(8).toString('hex') }, fn);
 }

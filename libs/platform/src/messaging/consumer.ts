@@ -106,7 +106,8 @@ async function handleOne(msg: JsMsg, options: ConsumerOptions, maxDeliver: numbe
 function poison(msg: JsMsg, options: ConsumerOptions, err: unknown): Outcome {
   options.metrics.consumerPoison.inc({ consumer: options.durable });
   options.logger.error({ err, subject: msg.subject, seq: msg.seq, delivery: msg.info.deliveryCount }, 'poison event terminated');
-  msg.term(err instanceof Error ? err.message : 'poison');
+  // plain +TERM: a reason (`+TERM <reason>`) needs nats-server 2.10; the reason is in the log above
+  msg.term();
   return 'poison';
 }
 

@@ -155,7 +155,10 @@ export class OutboxRelay {
           break;
         }
       }
-      if (done.length > 0) await tem.execute(`update ${this.#table} set published_at = now() where id = any(?::uuid[])`, [done]);
+      if (done.length > 0) {
+        // one text parameter: the driver would expand a JS array into a list of placeholders
+        await tem.execute(`update ${this.#table} set published_at = now() where id = any(string_to_array(?, ',')::uuid[])`, [done.join(',')]);
+      }
       return { published: done.length, failure };
     });
     this.o.metrics.outboxPublished.inc(result.published);
