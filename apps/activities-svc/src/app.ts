@@ -9,5 +9,8 @@ export const configSchema = z.object({ ...serviceEnv, GRPC_PORT: port(50054), OP
  * grpc.health.v1, /healthz, /readyz and /metrics, with its outbox ready.
  */
 export function createActivitiesService(config: z.infer<typeof configSchema> = loadConfig(configSchema)): Promise<ServiceHandle> {
-  return startService({ name: 'activities-svc', schema: 'activities', entities: [OutboxMessage], migrations: [platformMessagingMigration], grpc: () => [] }, config);
+  return startService(
+    { name: 'activities-svc', schema: 'activities', entities: [OutboxMessage], migrations: [platformMessagingMigration], grpc: () => [] },
+    config,
+  );
 }

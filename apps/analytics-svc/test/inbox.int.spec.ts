@@ -34,7 +34,9 @@ async function publishCompanyCreated(eventId: string, companyId: string, industr
   h.set('ce-source', '/crm/contacts-svc');
   h.set('ce-time', new Date().toISOString());
   h.set('organization-id', organizationId('acme'));
-  const data = contactsEventsV1.CompanyCreated.encode({ company: { id: companyId, name: 'x', domain: '', industry, parentCompanyId: '', ownerId: 'u' } }).finish();
+  const data = contactsEventsV1.CompanyCreated.encode({
+    company: { id: companyId, name: 'x', domain: '', industry, parentCompanyId: '', ownerId: 'u' },
+  }).finish();
   await jetstream(nc).publish('crm.contacts.company.created', data, { msgID: msgId, headers: h });
 }
 

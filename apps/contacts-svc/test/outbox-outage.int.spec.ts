@@ -28,7 +28,9 @@ afterAll(async () => {
 });
 
 function create(name: string): Promise<contactsV1.CreateCompanyResponse> {
-  return asAdminOf('acme', () => callUnary(companies, companies.createCompany, { company: { id: '', name, domain: '', industry: 'outage', parentCompanyId: '', ownerId: '' } }));
+  return asAdminOf('acme', () =>
+    callUnary(companies, companies.createCompany, { company: { id: '', name, domain: '', industry: 'outage', parentCompanyId: '', ownerId: '' } }),
+  );
 }
 
 async function sql(query: string): Promise<number> {

@@ -43,12 +43,22 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
   const resources = [companiesResource(companies, config.GRPC_DEADLINE_MS), contactsResource(contacts, config.GRPC_DEADLINE_MS)];
   const issuerUrl = `${config.KEYCLOAK_URL.replace(/\/$/, '')}/realms/${config.KEYCLOAK_REALM}`;
   const openapi = buildOpenApi(resources as unknown as Parameters<typeof buildOpenApi>[0], issuerUrl);
-  const verifier = createTokenVerifier({ authServerUrl: config.KEYCLOAK_URL.replace(/\/$/, ''), realm: config.KEYCLOAK_REALM, clientId: config.KEYCLOAK_CLIENT_ID });
+  const verifier = createTokenVerifier({
+    authServerUrl: config.KEYCLOAK_URL.replace(/\/$/, ''),
+    realm: config.KEYCLOAK_REALM,
+    clientId: config.KEYCLOAK_CLIENT_ID,
+  });
 
   const registry = new Registry();
   registry.setDefaultLabels({ service: 'gateway' });
   collectDefaultMetrics({ register: registry });
-  const httpDuration = new Histogram({ name: 'http_server_request_duration_seconds', help: 'HTTP request duration', labelNames: ['method', 'route', 'status'], registers: [registry], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] });
+  const httpDuration = new Histogram({
+    name: 'http_server_request_duration_seconds',
+    help: 'HTTP request duration',
+    labelNames: ['method', 'route', 'status'],
+    registers: [registry],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  });
   const rejectedTokens = new Counter({ name: 'auth_rejected_tokens_total', help: 'bearer tokens refused', registers: [registry] });
 
   const app = express();
@@ -60,7 +70,12 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
     res.locals['requestId'] = requestId;
     res.set('X-Request-Id', requestId);
     const end = httpDuration.startTimer({ method: req.method });
-    res.on('finish', () => end({ route: (req.route as { path?: string } | undefined)?.path ? `${req.baseUrl}${(req.route as { path: string }).path}` : 'unmatched', status: String(res.statusCode) }));
+    res.on('finish', () =>
+      end({
+        route: (req.route as { path?: string } | undefined)?.path ? `${req.baseUrl}${(req.route as { path: string }).path}` : 'unmatched',
+        status: String(res.statusCode),
+      }),
+    );
     next();
   });
 
@@ -68,7 +83,11 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
     res.json({ status: 'ok' });
   });
   app.get('/readyz', async (_req, res) => {
-    const checks = await runChecks({ database: () => idempotency.ping(), contacts: () => health.contacts.serving(), analytics: () => health.analytics.serving() });
+    const checks = await runChecks({
+      database: () => idempotency.ping(),
+      contacts: () => health.contacts.serving(),
+      analytics: () => health.analytics.serving(),
+    });
     const ok = Object.values(checks).every(Boolean);
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not ready', checks });
   });
@@ -82,10 +101,12 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
 
   const api = express.Router();
   api.use(express.json({ limit: '1mb', type: ['application/json', 'application/*+json'] }));
-  api.use(authenticate(verifier, config.KEYCLOAK_REALM, (reason) => {
-    rejectedTokens.inc();
-    logger.info({ reason }, 'access token refused');
-  }));
+  api.use(
+    authenticate(verifier, config.KEYCLOAK_REALM, (reason) => {
+      rejectedTokens.inc();
+      logger.info({ reason }, 'access token refused');
+    }),
+  );
   api.use(
     rateLimit({
       windowMs: 60_000,
@@ -94,7 +115,9 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
       legacyHeaders: false,
       keyGenerator: (req, res) => (res.locals['claims'] as AccessTokenClaims | undefined)?.sub ?? ipKeyGenerator(req.ip ?? ''),
       handler: (_req, res, _next, options) => {
-        sendProblem(res, problem(429, 'rate-limited', 'Too many requests', { detail: `limit is ${String(options.limit)} requests per minute` }), { 'Retry-After': String(Math.ceil(options.windowMs / 1000)) });
+        sendProblem(res, problem(429, 'rate-limited', 'Too many requests', { detail: `limit is ${String(options.limit)} requests per minute` }), {
+          'Retry-After': String(Math.ceil(options.windowMs / 1000)),
+        });
       },
     }),
   );

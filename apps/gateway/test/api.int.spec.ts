@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { startTestSuite, waitFor, type TestSuite } from '@crm/testing';
+import { waitFor } from '@crm/testing';
+import { startTestSuite, type TestSuite } from './support/suite.ts';
 
 let suite: TestSuite;
 
@@ -38,7 +39,12 @@ function claimsOf(token: string): Record<string, unknown> {
 describe('companies through the gateway', () => {
   it('stores a company, serves it back, and the analytics overview counts it within 2 s', async () => {
     const before = await overviewCount();
-    const created = await createCompany({ name: 'Acme Corporation', industry: 'technology', employees: 2822, annualRevenue: { amount: '1100040000', currency: 'USD' } });
+    const created = await createCompany({
+      name: 'Acme Corporation',
+      industry: 'technology',
+      employees: 2822,
+      annualRevenue: { amount: '1100040000', currency: 'USD' },
+    });
     expect(created).toMatchObject({ name: 'Acme Corporation', version: 1 });
 
     const res = await suite.api(`/api/v1/companies/${created.id}`);
@@ -195,7 +201,10 @@ describe('REST conventions', () => {
 
   it('serves contacts with the same conventions (409 on a duplicate email)', async () => {
     const company = await createCompany({ name: 'Contact Employer' });
-    const created = await suite.api('/api/v1/contacts', { method: 'POST', json: { firstName: 'Ada', lastName: 'Lovelace', email: 'ada@example.com', companyId: company.id } });
+    const created = await suite.api('/api/v1/contacts', {
+      method: 'POST',
+      json: { firstName: 'Ada', lastName: 'Lovelace', email: 'ada@example.com', companyId: company.id },
+    });
     expect(created.status).toBe(201);
     const dup = await suite.api('/api/v1/contacts', { method: 'POST', json: { firstName: 'Other', lastName: 'Ada', email: 'ADA@example.com' } });
     expect(dup.status).toBe(409);
@@ -205,9 +214,15 @@ describe('REST conventions', () => {
   });
 
   it('serves the OpenAPI 3.1 document and the docs page', async () => {
-    const doc = (await (await fetch(`${suite.gateway.url}/api/v1/openapi.json`)).json()) as { openapi: string; paths: Record<string, unknown>; components: { schemas: Record<string, unknown> } };
+    const doc = (await (await fetch(`${suite.gateway.url}/api/v1/openapi.json`)).json()) as {
+      openapi: string;
+      paths: Record<string, unknown>;
+      components: { schemas: Record<string, unknown> };
+    };
     expect(doc.openapi).toBe('3.1.0');
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/v1/companies', '/api/v1/companies/{id}', '/api/v1/contacts', '/api/v1/analytics/overview']));
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(['/api/v1/companies', '/api/v1/companies/{id}', '/api/v1/contacts', '/api/v1/analytics/overview']),
+    );
     expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Company', 'CompanyCreate', 'Problem', 'Money']));
     const page = await fetch(`${suite.gateway.url}/api/docs/`);
     expect(page.status).toBe(200);

@@ -9,5 +9,8 @@ export const configSchema = z.object({ ...serviceEnv, GRPC_PORT: port(50052), OP
  * grpc.health.v1, /healthz, /readyz and /metrics, with its outbox ready.
  */
 export function createPipelineService(config: z.infer<typeof configSchema> = loadConfig(configSchema)): Promise<ServiceHandle> {
-  return startService({ name: 'pipeline-svc', schema: 'pipeline', entities: [OutboxMessage], migrations: [platformMessagingMigration], grpc: () => [] }, config);
+  return startService(
+    { name: 'pipeline-svc', schema: 'pipeline', entities: [OutboxMessage], migrations: [platformMessagingMigration], grpc: () => [] },
+    config,
+  );
 }

@@ -48,11 +48,7 @@ export function notFound(entity: string, id: string): DomainError {
 
 /** Stale `expected_version`: the caller must re-read and retry. */
 export function versionMismatch(entity: string, expected: bigint | string, actual: bigint | string): DomainError {
-  return new DomainError(
-    'precondition_failed',
-    'VERSION_MISMATCH',
-    `${entity} is at version ${actual}, not ${expected}`,
-  );
+  return new DomainError('precondition_failed', 'VERSION_MISMATCH', `${entity} is at version ${actual}, not ${expected}`);
 }
 
 /** Narrowing helper for catch blocks. */

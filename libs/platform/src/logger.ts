@@ -15,7 +15,18 @@ export function createLogger(service: string, level: string = process.env['LOG_L
     base: { service },
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: {
-      paths: ['authorization', '*.authorization', 'token', '*.token', 'password', '*.password', 'secret', '*.secret', 'headers.authorization', 'req.headers.authorization'],
+      paths: [
+        'authorization',
+        '*.authorization',
+        'token',
+        '*.token',
+        'password',
+        '*.password',
+        'secret',
+        '*.secret',
+        'headers.authorization',
+        'req.headers.authorization',
+      ],
       censor: '[redacted]',
     },
     mixin() {

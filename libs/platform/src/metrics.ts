@@ -21,13 +21,39 @@ export class PlatformMetrics {
     collectDefaultMetrics({ register: this.registry });
     const r = [this.registry];
     this.grpcRequests = new Counter({ name: 'grpc_server_handled_total', help: 'gRPC calls handled', labelNames: ['method', 'code'], registers: r });
-    this.grpcDuration = new Histogram({ name: 'grpc_server_handling_seconds', help: 'gRPC handling time', labelNames: ['method'], registers: r, buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] });
+    this.grpcDuration = new Histogram({
+      name: 'grpc_server_handling_seconds',
+      help: 'gRPC handling time',
+      labelNames: ['method'],
+      registers: r,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    });
     this.outboxBacklog = new Gauge({ name: 'outbox_backlog', help: 'outbox rows not yet published', registers: r });
     this.outboxOldestAge = new Gauge({ name: 'outbox_oldest_age_seconds', help: 'age of the oldest unpublished outbox row', registers: r });
     this.outboxPublished = new Counter({ name: 'outbox_published_total', help: 'events published to JetStream', registers: r });
-    this.consumerProcessed = new Counter({ name: 'consumer_messages_total', help: 'messages handled by outcome (applied, duplicate, retried, poison)', labelNames: ['consumer', 'outcome'], registers: r });
-    this.consumerRedeliveries = new Counter({ name: 'consumer_redeliveries_total', help: 'messages seen with delivery count > 1', labelNames: ['consumer'], registers: r });
-    this.consumerPoison = new Counter({ name: 'consumer_poison_messages_total', help: 'messages terminated after max deliveries or as undecodable', labelNames: ['consumer'], registers: r });
-    this.consumerLag = new Gauge({ name: 'consumer_pending_messages', help: 'messages pending for the durable consumer (lag)', labelNames: ['consumer'], registers: r });
+    this.consumerProcessed = new Counter({
+      name: 'consumer_messages_total',
+      help: 'messages handled by outcome (applied, duplicate, retried, poison)',
+      labelNames: ['consumer', 'outcome'],
+      registers: r,
+    });
+    this.consumerRedeliveries = new Counter({
+      name: 'consumer_redeliveries_total',
+      help: 'messages seen with delivery count > 1',
+      labelNames: ['consumer'],
+      registers: r,
+    });
+    this.consumerPoison = new Counter({
+      name: 'consumer_poison_messages_total',
+      help: 'messages terminated after max deliveries or as undecodable',
+      labelNames: ['consumer'],
+      registers: r,
+    });
+    this.consumerLag = new Gauge({
+      name: 'consumer_pending_messages',
+      help: 'messages pending for the durable consumer (lag)',
+      labelNames: ['consumer'],
+      registers: r,
+    });
   }
 }

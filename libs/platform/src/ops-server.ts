@@ -39,8 +39,6 @@ export async function startOpsServer(options: {
 
 /** Runs readiness checks concurrently; a throwing check counts as failed. */
 export async function runChecks(checks: Record<string, ReadinessCheck>): Promise<Record<string, boolean>> {
-  const entries = await Promise.all(
-    Object.entries(checks).map(async ([name, check]) => [name, await check().catch(() => false)] as const),
-  );
+  const entries = await Promise.all(Object.entries(checks).map(async ([name, check]) => [name, await check().catch(() => false)] as const));
   return Object.fromEntries(entries);
 }

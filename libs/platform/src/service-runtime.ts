@@ -74,7 +74,9 @@ export async function startService(spec: ServiceDefinitionSpec, config: RuntimeC
     await relay.start();
   }
   const consumers = await Promise.all(
-    (spec.consumers?.(deps) ?? []).map((c) => startEventConsumer({ orm, nc, logger, metrics, schema: spec.schema, durable: c.durable, filterSubject: c.filterSubject, handle: c.handle })),
+    (spec.consumers?.(deps) ?? []).map((c) =>
+      startEventConsumer({ orm, nc, logger, metrics, schema: spec.schema, durable: c.durable, filterSubject: c.filterSubject, handle: c.handle }),
+    ),
   );
   const ops = await startOpsServer({
     host: config.OPS_HOST,

@@ -191,16 +191,7 @@ describe('resolveClientScopes', () => {
   it('adds requested optional scopes and reports unknown ones', () => {
     const resolution = resolveClientScopes(realm, client('crm-cli'), ['openid', 'phone', 'email', 'crm:everything']);
     expect(resolution.openid).toBe(true);
-    expect(resolution.scopes.map((scope) => scope.name)).toEqual([
-      'web-origins',
-      'acr',
-      'profile',
-      'roles',
-      'basic',
-      'email',
-      'organization',
-      'phone',
-    ]);
+    expect(resolution.scopes.map((scope) => scope.name)).toEqual(['web-origins', 'acr', 'profile', 'roles', 'basic', 'email', 'organization', 'phone']);
     expect(resolution.invalid).toEqual(['crm:everything']);
   });
 });

@@ -205,10 +205,7 @@ function grantedOrganizations(input: ClaimsInput): Organization[] {
  * `jsonType.label` JSON gives that form and String (the default) an array of aliases.
  * @returns undefined when there is no organization to put in the claim.
  */
-export function organizationClaimValue(
-  config: Readonly<Record<string, string>>,
-  organizations: readonly Organization[],
-): unknown {
+export function organizationClaimValue(config: Readonly<Record<string, string>>, organizations: readonly Organization[]): unknown {
   const first = organizations[0];
   if (first === undefined) return undefined;
   if ((config['multivalued'] ?? 'true') !== 'true') return first.alias;
@@ -218,10 +215,7 @@ export function organizationClaimValue(
     return organizations.map((organization) => organization.alias);
   }
   return Object.fromEntries(
-    organizations.map((organization) => [
-      organization.alias,
-      { ...(addId ? { id: organization.id } : {}), ...(addAttributes ? organization.attributes : {}) },
-    ]),
+    organizations.map((organization) => [organization.alias, { ...(addId ? { id: organization.id } : {}), ...(addAttributes ? organization.attributes : {}) }]),
   );
 }
 

@@ -1,17 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import {
-  calculateJwkThumbprint,
-  exportJWK,
-  exportSPKI,
-  generateKeyPair,
-  jwtVerify,
-  SignJWT,
-  type CryptoKey,
-  type JWK,
-  type JWTPayload,
-} from 'jose';
+import { calculateJwkThumbprint, exportJWK, exportSPKI, generateKeyPair, jwtVerify, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { buildUserInfoClaims, resolveClientScopes } from './access-token-claims.ts';
 import { loadRealmFile, type Realm } from './realm-file.ts';
 import { OAuthError, passwordGrant, processTokenRequest, SUPPORTED_GRANT_TYPES, type TokenContext } from './token-grants.ts';
@@ -110,9 +100,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     newId: () => randomUUID(),
   };
   const sign = (claims: Record<string, unknown>, header?: { kid?: string; alg?: string }): Promise<string> =>
-    new SignJWT(claims)
-      .setProtectedHeader({ alg: header?.alg ?? 'RS256', typ: 'JWT', kid: header?.kid ?? kid })
-      .sign(privateKey);
+    new SignJWT(claims).setProtectedHeader({ alg: header?.alg ?? 'RS256', typ: 'JWT', kid: header?.kid ?? kid }).sign(privateKey);
 
   routes = {
     realmName: realm.name,
@@ -293,8 +281,20 @@ function discoveryDocument(issuer: string, realm: Realm): Record<string, unknown
     userinfo_signing_alg_values_supported: ['none'],
     token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
     claims_supported: [
-      'aud', 'sub', 'iss', 'auth_time', 'name', 'given_name', 'family_name', 'preferred_username', 'email',
-      'email_verified', 'acr', 'azp', 'realm_access', 'organization',
+      'aud',
+      'sub',
+      'iss',
+      'auth_time',
+      'name',
+      'given_name',
+      'family_name',
+      'preferred_username',
+      'email',
+      'email_verified',
+      'acr',
+      'azp',
+      'realm_access',
+      'organization',
     ],
     claims_parameter_supported: false,
     scopes_supported: ['openid', ...scopes],

@@ -17,13 +17,9 @@ const issuer = await startDevIssuer({
   host: env['DEV_ISSUER_HOST'] ?? '127.0.0.1',
   port: integer('DEV_ISSUER_PORT', env['DEV_ISSUER_PORT'] ?? '8080'),
   ...(env['DEV_ISSUER_PUBLIC_URL'] ? { publicBaseUrl: env['DEV_ISSUER_PUBLIC_URL'] } : {}),
-  ...(env['DEV_ISSUER_TOKEN_LIFESPAN']
-    ? { accessTokenLifespanSeconds: integer('DEV_ISSUER_TOKEN_LIFESPAN', env['DEV_ISSUER_TOKEN_LIFESPAN']) }
-    : {}),
+  ...(env['DEV_ISSUER_TOKEN_LIFESPAN'] ? { accessTokenLifespanSeconds: integer('DEV_ISSUER_TOKEN_LIFESPAN', env['DEV_ISSUER_TOKEN_LIFESPAN']) } : {}),
 });
-process.stdout.write(
-  `${JSON.stringify({ level: 'info', msg: 'dev-issuer listening', url: issuer.baseUrl, issuer: issuer.issuerUrl, realmFile })}\n`,
-);
+process.stdout.write(`${JSON.stringify({ level: 'info', msg: 'dev-issuer listening', url: issuer.baseUrl, issuer: issuer.issuerUrl, realmFile })}\n`);
 
 let stopping = false;
 const stop = (): void => {

@@ -178,9 +178,7 @@ describe('parseRealm', () => {
   it('names the offending field when the export is malformed', () => {
     expect(() => parseRealm({})).toThrow(new RealmFileError('$.realm', 'expected a non-empty string'));
     expect(() => parseRealm({ realm: 'r', users: [{ id: 'u1' }] })).toThrow('$.users[0].username: expected a non-empty string');
-    expect(() => parseRealm({ realm: 'r', clients: [{ clientId: 'c', publicClient: 'yes' }] })).toThrow(
-      '$.clients[0].publicClient: expected a boolean',
-    );
+    expect(() => parseRealm({ realm: 'r', clients: [{ clientId: 'c', publicClient: 'yes' }] })).toThrow('$.clients[0].publicClient: expected a boolean');
     expect(() => parseRealm([])).toThrow(RealmFileError);
   });
 });

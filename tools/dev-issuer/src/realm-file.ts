@@ -154,9 +154,7 @@ export function parseRealm(json: unknown): Realm {
     users: optionalArray(root, 'users', '$').map((item, index) => parseUser(item, `$.users[${index}]`)),
     clients: optionalArray(root, 'clients', '$').map((item, index) => parseClient(item, `$.clients[${index}]`)),
     clientScopes: scopes,
-    organizations: optionalArray(root, 'organizations', '$').map((item, index) =>
-      parseOrganization(item, `$.organizations[${index}]`),
-    ),
+    organizations: optionalArray(root, 'organizations', '$').map((item, index) => parseOrganization(item, `$.organizations[${index}]`)),
   };
 }
 
@@ -207,9 +205,7 @@ function parseClient(json: unknown, path: string): RealmClient {
     secret: optionalString(client, 'secret', path),
     directAccessGrantsEnabled: optionalBoolean(client, 'directAccessGrantsEnabled', path) ?? false,
     serviceAccountsEnabled: optionalBoolean(client, 'serviceAccountsEnabled', path) ?? false,
-    protocolMappers: optionalArray(client, 'protocolMappers', path).map((item, index) =>
-      parseMapper(item, `${path}.protocolMappers[${index}]`),
-    ),
+    protocolMappers: optionalArray(client, 'protocolMappers', path).map((item, index) => parseMapper(item, `${path}.protocolMappers[${index}]`)),
     defaultClientScopes: stringArray(client, 'defaultClientScopes', path),
     optionalClientScopes: stringArray(client, 'optionalClientScopes', path),
   };
@@ -221,9 +217,7 @@ function parseClientScope(json: unknown, path: string): ClientScope {
     name: requiredString(scope, 'name', path),
     protocol: optionalString(scope, 'protocol', path) ?? 'openid-connect',
     attributes: stringRecord(scope, 'attributes', path),
-    protocolMappers: optionalArray(scope, 'protocolMappers', path).map((item, index) =>
-      parseMapper(item, `${path}.protocolMappers[${index}]`),
-    ),
+    protocolMappers: optionalArray(scope, 'protocolMappers', path).map((item, index) => parseMapper(item, `${path}.protocolMappers[${index}]`)),
   };
 }
 

@@ -68,7 +68,11 @@ describe('password grant', () => {
   });
 
   it('refuses a wrong password, an unknown user and a missing password alike', () => {
-    for (const fields of [{ ...password, password: 'nope' }, { ...password, username: 'ghost@acme.test' }, { ...password, password: '' }]) {
+    for (const fields of [
+      { ...password, password: 'nope' },
+      { ...password, username: 'ghost@acme.test' },
+      { ...password, password: '' },
+    ]) {
       expect(refusal(fields).toJSON()).toEqual({ error: 'invalid_grant', error_description: 'Invalid user credentials' });
       expect(refusal(fields).status).toBe(401);
     }
@@ -135,11 +139,7 @@ describe('client_credentials grant', () => {
 
   it('refuses public clients', () => {
     const error = refusal({ grant_type: 'client_credentials', client_id: 'crm-cli' });
-    expect([error.status, error.error, error.description]).toEqual([
-      400,
-      'unauthorized_client',
-      'Public client not allowed to retrieve service account',
-    ]);
+    expect([error.status, error.error, error.description]).toEqual([400, 'unauthorized_client', 'Public client not allowed to retrieve service account']);
   });
 
   it('derives a stable service-account id when the export does not declare the user', () => {

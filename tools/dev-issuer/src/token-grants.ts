@@ -113,12 +113,7 @@ export function passwordGrant(
   return issue(context, client, user, scopeParameter ?? 'openid', context.newId(), {});
 }
 
-function clientCredentialsGrant(
-  context: TokenContext,
-  client: RealmClient,
-  scopeParameter: string | null,
-  clientAddress: string,
-): IssuedToken {
+function clientCredentialsGrant(context: TokenContext, client: RealmClient, scopeParameter: string | null, clientAddress: string): IssuedToken {
   if (client.publicClient) {
     throw new OAuthError(400, 'unauthorized_client', 'Public client not allowed to retrieve service account');
   }

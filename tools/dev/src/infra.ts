@@ -108,11 +108,17 @@ export async function dropDatabase(adminUrl: string, name: string): Promise<void
 
 /** Path of the `nats-server` binary: `$NATS_SERVER_BIN`, `PATH`, or /usr/sbin; undefined if none. */
 export function findNatsServer(): string | undefined {
-  const candidates = [process.env['NATS_SERVER_BIN'], ...(process.env['PATH'] ?? '').split(':').map((d) => join(d, 'nats-server')), '/usr/sbin/nats-server', '/usr/local/bin/nats-server'];
+  const candidates = [
+    process.env['NATS_SERVER_BIN'],
+    ...(process.env['PATH'] ?? '').split(':').map((d) => join(d, 'nats-server')),
+    '/usr/sbin/nats-server',
+    '/usr/local/bin/nats-server',
+  ];
   return candidates.find((c): c is string => Boolean(c) && existsSync(c!));
 }
 
-const NATS_INSTALL_HINT = 'Install it (Debian/Ubuntu: apt-get install -y nats-server) or set NATS_SERVER_BIN, or point NATS_URL at a running JetStream-enabled server.';
+const NATS_INSTALL_HINT =
+  'Install it (Debian/Ubuntu: apt-get install -y nats-server) or set NATS_SERVER_BIN, or point NATS_URL at a running JetStream-enabled server.';
 
 /** A nats-server child process with JetStream, on 127.0.0.1:`port`, storing in `storeDir`. */
 export interface NatsServerProcess {

@@ -131,9 +131,7 @@ const { docs, errors: yamlErrors } = existsSync(k8sRoot) ? loadYamlDocuments() :
 
 const isKustomizationFile = (file: string): boolean => /(^|\/)kustomization\.ya?ml$/.test(file);
 
-const kustomizations = docs
-  .filter((d) => isKustomizationFile(d.file))
-  .map((d) => ({ file: d.file, dir: dirname(d.file), k: d.value as Kustomization }));
+const kustomizations = docs.filter((d) => isKustomizationFile(d.file)).map((d) => ({ file: d.file, dir: dirname(d.file), k: d.value as Kustomization }));
 
 const isRemote = (entry: string): boolean => /^[a-z]+:\/\//.test(entry) || entry.startsWith('github.com/');
 

@@ -19,7 +19,10 @@ export const applyContactsEvent: EventHandler = async (em, event) => {
       return;
     }
     case 'crm.contacts.company.deleted':
-      await em.execute('delete from analytics.company_projection where organization_id = ? and company_id = ?', [event.organizationId, decode(event, CompanyDeleted).companyId]);
+      await em.execute('delete from analytics.company_projection where organization_id = ? and company_id = ?', [
+        event.organizationId,
+        decode(event, CompanyDeleted).companyId,
+      ]);
       return;
     case 'crm.contacts.contact.created':
     case 'crm.contacts.contact.updated': {
@@ -34,7 +37,10 @@ export const applyContactsEvent: EventHandler = async (em, event) => {
       return;
     }
     case 'crm.contacts.contact.deleted':
-      await em.execute('delete from analytics.contact_projection where organization_id = ? and contact_id = ?', [event.organizationId, decode(event, ContactDeleted).contactId]);
+      await em.execute('delete from analytics.contact_projection where organization_id = ? and contact_id = ?', [
+        event.organizationId,
+        decode(event, ContactDeleted).contactId,
+      ]);
       return;
     default:
       return;

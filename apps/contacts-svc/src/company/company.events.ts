@@ -6,7 +6,6 @@ import { COMPANY_FIELD_PROTO_NAMES, type CompanyField } from './company.rules.ts
 
 const { CompanyCreated, CompanyUpdated, CompanyDeleted } = contactsEventsV1;
 
-
 /** `crm.contacts.company.created` with the company as stored. */
 export function companyCreated(company: Company): PendingEvent {
   return domainEvent('crm.contacts.company.created', 'crm.events.v1.CompanyCreated', CompanyCreated, company.id, { company: toCompanyMessage(company) });

@@ -13,10 +13,17 @@ export function toCompanyMessage(c: Company): contactsV1.Company {
     industry: c.industry ?? '',
     parentCompanyId: c.parentCompanyId ?? '',
     employees: c.employees ?? undefined,
-    annualRevenue: c.annualRevenueAmount && c.annualRevenueCurrency ? { amount: formatAmount(c.annualRevenueAmount), currencyCode: c.annualRevenueCurrency } : undefined,
+    annualRevenue:
+      c.annualRevenueAmount && c.annualRevenueCurrency ? { amount: formatAmount(c.annualRevenueAmount), currencyCode: c.annualRevenueCurrency } : undefined,
     address:
       c.addressStreet || c.addressCity || c.addressRegion || c.addressPostalCode || c.addressCountry
-        ? { street: c.addressStreet ?? '', city: c.addressCity ?? '', region: c.addressRegion ?? '', postalCode: c.addressPostalCode ?? '', country: c.addressCountry ?? '' }
+        ? {
+            street: c.addressStreet ?? '',
+            city: c.addressCity ?? '',
+            region: c.addressRegion ?? '',
+            postalCode: c.addressPostalCode ?? '',
+            country: c.addressCountry ?? '',
+          }
         : undefined,
     ownerId: c.ownerId,
     audit: { createTime: c.createdAt, updateTime: c.updatedAt, createdBy: c.createdBy, version: String(c.version) },
@@ -34,7 +41,13 @@ export function fromCompanyMessage(m: contactsV1.Company | undefined): CompanyFi
     employees: m.employees,
     annualRevenue: m.annualRevenue ? { amount: m.annualRevenue.amount, currencyCode: m.annualRevenue.currencyCode } : undefined,
     address: m.address
-      ? { street: m.address.street || undefined, city: m.address.city || undefined, region: m.address.region || undefined, postalCode: m.address.postalCode || undefined, country: m.address.country || undefined }
+      ? {
+          street: m.address.street || undefined,
+          city: m.address.city || undefined,
+          region: m.address.region || undefined,
+          postalCode: m.address.postalCode || undefined,
+          country: m.address.country || undefined,
+        }
       : undefined,
     ownerId: m.ownerId || undefined,
   };
@@ -50,6 +63,7 @@ export function companyMask(paths: readonly string[] | undefined): CompanyField[
     if (!field) throw new DomainError('invalid_argument', 'INVALID_UPDATE_MASK', `cannot update ${path}`, [{ field: path, message: 'not an updatable field' }]);
     out.push(field);
   }
-  if (out.length === 0) throw new DomainError('invalid_argument', 'INVALID_UPDATE_MASK', 'update mask is empty', [{ field: 'updateMask', message: 'name at least one field' }]);
+  if (out.length === 0)
+    throw new DomainError('invalid_argument', 'INVALID_UPDATE_MASK', 'update mask is empty', [{ field: 'updateMask', message: 'name at least one field' }]);
   return out;
 }

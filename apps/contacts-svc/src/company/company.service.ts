@@ -101,7 +101,8 @@ export class CompanyService {
     return this.#write(async (em) => {
       const company = isUuid(id) ? await em.findOne(CompanyEntity, { id }) : null;
       if (!company) throw notFound('company', id);
-      if (expectedVersion !== undefined && company.version !== expectedVersion) throw versionMismatch('company', String(expectedVersion), String(company.version));
+      if (expectedVersion !== undefined && company.version !== expectedVersion)
+        throw versionMismatch('company', String(expectedVersion), String(company.version));
       assertCanWrite(ctx, company.ownerId);
       const before = normalizeCompanyFields(fieldsOf(company));
       const merged = normalizeCompanyFields({ ...before, ...pick(input, mask) });
@@ -124,7 +125,8 @@ export class CompanyService {
     await this.#write(async (em) => {
       const company = isUuid(id) ? await em.findOne(CompanyEntity, { id }) : null;
       if (!company) throw notFound('company', id);
-      if (expectedVersion !== undefined && company.version !== expectedVersion) throw versionMismatch('company', String(expectedVersion), String(company.version));
+      if (expectedVersion !== undefined && company.version !== expectedVersion)
+        throw versionMismatch('company', String(expectedVersion), String(company.version));
       assertCanWrite(ctx, company.ownerId);
       if ((await em.count(CompanyEntity, { parentCompanyId: id })) > 0) {
         throw new DomainError('rule_violation', 'COMPANY_HAS_SUBSIDIARIES', 'delete or re-parent its subsidiaries first');
@@ -144,8 +146,13 @@ export class CompanyService {
   }
 
   #write<T>(work: (em: EntityManager) => Promise<WriteOutcome<T>>): Promise<T> {
-    return writeWithEvents(this.#orm, work, () =>
-      new DomainError('conflict', 'COMPANY_DOMAIN_TAKEN', 'another company already has this domain', [{ field: 'domain', message: 'already used by another company' }]),
+    return writeWithEvents(
+      this.#orm,
+      work,
+      () =>
+        new DomainError('conflict', 'COMPANY_DOMAIN_TAKEN', 'another company already has this domain', [
+          { field: 'domain', message: 'already used by another company' },
+        ]),
     );
   }
 }
@@ -181,7 +188,8 @@ export function fieldsOf(c: Company): CompanyFields {
     industry: c.industry ?? undefined,
     parentCompanyId: c.parentCompanyId ?? undefined,
     employees: c.employees ?? undefined,
-    annualRevenue: c.annualRevenueAmount && c.annualRevenueCurrency ? { amount: formatAmount(c.annualRevenueAmount), currencyCode: c.annualRevenueCurrency } : undefined,
+    annualRevenue:
+      c.annualRevenueAmount && c.annualRevenueCurrency ? { amount: formatAmount(c.annualRevenueAmount), currencyCode: c.annualRevenueCurrency } : undefined,
     address: {
       street: c.addressStreet ?? undefined,
       city: c.addressCity ?? undefined,

@@ -10,11 +10,21 @@ export function contactGrpc(service: ContactService): ServiceBinding {
     createContact: async (req) => ({ contact: toContactMessage(await service.create(fromContactMessage(req.contact))) }),
     getContact: async (req) => ({ contact: toContactMessage(await service.get(req.id)) }),
     listContacts: async (req) => {
-      const page = await service.list({ pageSize: req.pageSize, cursor: req.pageToken || undefined, query: req.query || undefined, companyId: req.companyId || undefined });
+      const page = await service.list({
+        pageSize: req.pageSize,
+        cursor: req.pageToken || undefined,
+        query: req.query || undefined,
+        companyId: req.companyId || undefined,
+      });
       return { contacts: page.items.map(toContactMessage), nextPageToken: page.nextCursor ?? '' };
     },
     updateContact: async (req) => {
-      const contact = await service.update(req.contact?.id ?? '', fromContactMessage(req.contact), contactMask(req.updateMask), optionalVersion(req.expectedVersion));
+      const contact = await service.update(
+        req.contact?.id ?? '',
+        fromContactMessage(req.contact),
+        contactMask(req.updateMask),
+        optionalVersion(req.expectedVersion),
+      );
       return { contact: toContactMessage(contact) };
     },
     deleteContact: async (req) => {

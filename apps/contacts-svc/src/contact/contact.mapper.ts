@@ -42,6 +42,7 @@ export function contactMask(paths: readonly string[] | undefined): ContactField[
     if (!field) throw new DomainError('invalid_argument', 'INVALID_UPDATE_MASK', `cannot update ${path}`, [{ field: path, message: 'not an updatable field' }]);
     out.push(field);
   }
-  if (out.length === 0) throw new DomainError('invalid_argument', 'INVALID_UPDATE_MASK', 'update mask is empty', [{ field: 'updateMask', message: 'name at least one field' }]);
+  if (out.length === 0)
+    throw new DomainError('invalid_argument', 'INVALID_UPDATE_MASK', 'update mask is empty', [{ field: 'updateMask', message: 'name at least one field' }]);
   return out;
 }

@@ -92,7 +92,8 @@ export class ContactService {
     return this.#write(async (em) => {
       const contact = isUuid(id) ? await em.findOne(ContactEntity, { id }) : null;
       if (!contact) throw notFound('contact', id);
-      if (expectedVersion !== undefined && contact.version !== expectedVersion) throw versionMismatch('contact', String(expectedVersion), String(contact.version));
+      if (expectedVersion !== undefined && contact.version !== expectedVersion)
+        throw versionMismatch('contact', String(expectedVersion), String(contact.version));
       assertCanWrite(ctx, contact.ownerId);
       const before = normalizeContactFields(fieldsOf(contact));
       const merged = normalizeContactFields({ ...before, ...pick(input, mask) });
@@ -112,7 +113,8 @@ export class ContactService {
     await this.#write(async (em) => {
       const contact = isUuid(id) ? await em.findOne(ContactEntity, { id }) : null;
       if (!contact) throw notFound('contact', id);
-      if (expectedVersion !== undefined && contact.version !== expectedVersion) throw versionMismatch('contact', String(expectedVersion), String(contact.version));
+      if (expectedVersion !== undefined && contact.version !== expectedVersion)
+        throw versionMismatch('contact', String(expectedVersion), String(contact.version));
       assertCanWrite(ctx, contact.ownerId);
       contact.deletedAt = new Date();
       contact.updatedAt = contact.deletedAt;
@@ -121,8 +123,13 @@ export class ContactService {
   }
 
   #write<T>(work: (em: EntityManager) => Promise<WriteOutcome<T>>): Promise<T> {
-    return writeWithEvents(this.#orm, work, () =>
-      new DomainError('conflict', 'CONTACT_EMAIL_TAKEN', 'another contact already has this email', [{ field: 'email', message: 'already used by another contact' }]),
+    return writeWithEvents(
+      this.#orm,
+      work,
+      () =>
+        new DomainError('conflict', 'CONTACT_EMAIL_TAKEN', 'another contact already has this email', [
+          { field: 'email', message: 'already used by another contact' },
+        ]),
     );
   }
 }

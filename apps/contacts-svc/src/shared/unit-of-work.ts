@@ -1,5 +1,5 @@
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
-import { DomainError, recordEvents, requestEntityManager, type EntityManager, type Orm, type PendingEvent } from '@crm/platform';
+import { type DomainError, recordEvents, requestEntityManager, type EntityManager, type Orm, type PendingEvent } from '@crm/platform';
 
 /** CloudEvents `ce-source` of everything contacts-svc emits. */
 export const EVENT_SOURCE = '/crm/contacts-svc';
@@ -20,7 +20,11 @@ export async function writeWithEvents<T>(orm: Orm, work: (em: EntityManager) => 
     return await requestEntityManager(orm).transactional(async (em) => {
       const { result, events } = await work(em);
       await em.flush();
-      recordEvents(em, EVENT_SOURCE, events.map((build) => build()));
+      recordEvents(
+        em,
+        EVENT_SOURCE,
+        events.map((build) => build()),
+      );
       return result;
     });
   } catch (error) {

@@ -42,19 +42,16 @@ export interface TokenVerifier {
 
 /** Builds a verifier for `realm` at `authServerUrl` (no trailing slash) and audience `clientId`. */
 export function createTokenVerifier(options: { authServerUrl: string; realm: string; clientId: string }): TokenVerifier {
-  const keycloak = new Keycloak(
-    {},
-    {
-      realm: options.realm,
-      'auth-server-url': options.authServerUrl,
-      'ssl-required': 'external',
-      resource: options.clientId,
-      'bearer-only': true,
-      'verify-token-audience': true,
-      'confidential-port': 0,
-      'min-time-between-jwks-requests': 10,
-    } as unknown as Keycloak.KeycloakConfig,
-  );
+  const keycloak = new Keycloak({}, {
+    realm: options.realm,
+    'auth-server-url': options.authServerUrl,
+    'ssl-required': 'external',
+    resource: options.clientId,
+    'bearer-only': true,
+    'verify-token-audience': true,
+    'confidential-port': 0,
+    'min-time-between-jwks-requests': 10,
+  } as unknown as Keycloak.KeycloakConfig);
   const grantManager = (keycloak as unknown as { grantManager: GrantManagerLike }).grantManager;
   return {
     async verify(raw) {

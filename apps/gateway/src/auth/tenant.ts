@@ -21,11 +21,22 @@ export function organizationsOf(claims: AccessTokenClaims): Map<string, string> 
 export function resolveOrganization(claims: AccessTokenClaims, header: string | undefined): { id: string } | { problem: ReturnType<typeof problem> } {
   const orgs = organizationsOf(claims);
   if (header) {
-    return orgs.has(header) ? { id: header } : { problem: problem(403, 'organization-not-allowed', 'Not a member of this organization', { detail: 'X-Organization-Id names an organization the token does not carry' }) };
+    return orgs.has(header)
+      ? { id: header }
+      : {
+          problem: problem(403, 'organization-not-allowed', 'Not a member of this organization', {
+            detail: 'X-Organization-Id names an organization the token does not carry',
+          }),
+        };
   }
   if (orgs.size === 1) return { id: [...orgs.keys()][0]! };
   if (orgs.size === 0) return { problem: problem(403, 'no-organization', 'No organization', { detail: 'the token carries no organization membership' }) };
-  return { problem: problem(400, 'organization-required', 'Organization required', { detail: 'member of several organizations: send X-Organization-Id', errors: [{ field: 'X-Organization-Id', message: 'required for members of several organizations' }] }) };
+  return {
+    problem: problem(400, 'organization-required', 'Organization required', {
+      detail: 'member of several organizations: send X-Organization-Id',
+      errors: [{ field: 'X-Organization-Id', message: 'required for members of several organizations' }],
+    }),
+  };
 }
 
 /**

@@ -54,7 +54,11 @@ function ifMatch(req: Request): number | undefined {
  * fields → 400), `Idempotency-Key` on POST, `ETag` on reads and writes, `If-Match` on PATCH and
  * DELETE (stale → 412), read roles for GET and write roles for the rest.
  */
-export function crudRouter<R extends { id: string; version: number }, C, P, Q>(spec: CrudSpec<R, C, P, Q>, idempotency: IdempotencyStore, writeRoles: Role[] = WRITE_ROLES): Router {
+export function crudRouter<R extends { id: string; version: number }, C, P, Q>(
+  spec: CrudSpec<R, C, P, Q>,
+  idempotency: IdempotencyStore,
+  writeRoles: Role[] = WRITE_ROLES,
+): Router {
   const router = Router();
   const base = `/api/v1/${spec.plural}`;
 
@@ -80,7 +84,8 @@ export function crudRouter<R extends { id: string; version: number }, C, P, Q>(s
     const body = parse(spec.schemas.patch, req.body, 'body', res);
     if (body === undefined) return;
     const fields = Object.keys(body as object);
-    if (fields.length === 0) return sendProblem(res, validationProblem(new z.ZodError([{ code: 'custom', path: [], message: 'name at least one field to change', input: body }])));
+    if (fields.length === 0)
+      return sendProblem(res, validationProblem(new z.ZodError([{ code: 'custom', path: [], message: 'name at least one field to change', input: body }])));
     const updated = await spec.update(String(req.params['id']), body, fields, ifMatch(req));
     res.set('ETag', etagOf(updated.version)).json(updated);
   });

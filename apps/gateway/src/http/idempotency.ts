@@ -60,31 +60,52 @@ export class IdempotencyStore {
       const key = req.get('idempotency-key');
       if (key === undefined) return next();
       if (!/^[\x21-\x7e]{1,255}$/.test(key)) {
-        return sendProblem(res, problem(400, 'validation-error', 'Invalid Idempotency-Key', { errors: [{ field: 'Idempotency-Key', message: '1 to 255 printable ASCII characters' }] }));
+        return sendProblem(
+          res,
+          problem(400, 'validation-error', 'Invalid Idempotency-Key', {
+            errors: [{ field: 'Idempotency-Key', message: '1 to 255 printable ASCII characters' }],
+          }),
+        );
       }
       const ctx = res.locals['ctx'] as RequestContext;
-      const hash = createHash('sha256').update(`${req.method} ${req.originalUrl}\n${JSON.stringify(req.body ?? null)}`).digest('hex');
+      const hash = createHash('sha256')
+        .update(`${req.method} ${req.originalUrl}\n${JSON.stringify(req.body ?? null)}`)
+        .digest('hex');
       const id = [ctx.organizationId, ctx.userId, key];
       void this.#begin(id, hash, res, next).catch(next);
     };
   }
 
   async #begin(id: string[], hash: string, res: Parameters<RequestHandler>[1], next: (err?: unknown) => void): Promise<void> {
-    if (Math.random() < 0.01) void this.#pool.query(`delete from gateway.idempotency_key where created_at < now() - interval '${RETENTION_HOURS} hours'`).catch(() => undefined);
+    if (Math.random() < 0.01)
+      void this.#pool.query(`delete from gateway.idempotency_key where created_at < now() - interval '${RETENTION_HOURS} hours'`).catch(() => undefined);
     const inserted = await this.#pool.query(
       'insert into gateway.idempotency_key (organization_id, user_id, key, request_hash) values ($1, $2, $3, $4) on conflict do nothing',
       [...id, hash],
     );
     if (inserted.rowCount === 0) {
-      const { rows } = await this.#pool.query<{ request_hash: string; response_status: number | null; response_headers: Record<string, string> | null; response_body: unknown }>(
+      const { rows } = await this.#pool.query<{
+        request_hash: string;
+        response_status: number | null;
+        response_headers: Record<string, string> | null;
+        response_body: unknown;
+      }>(
         'select request_hash, response_status, response_headers, response_body from gateway.idempotency_key where organization_id = $1 and user_id = $2 and key = $3',
         id,
       );
       const row = rows[0];
       if (!row) return this.#begin(id, hash, res, next); // expired between the two statements
-      if (row.request_hash !== hash) return sendProblem(res, problem(422, 'idempotency-key-reused', 'Idempotency-Key reused', { detail: 'this key was used with a different request' }));
-      if (row.response_status === null) return sendProblem(res, problem(409, 'idempotency-request-in-progress', 'Request in progress', { detail: 'the first request with this key has not finished' }));
-      res.status(row.response_status).set({ ...row.response_headers, 'Idempotent-Replayed': 'true' }).json(row.response_body);
+      if (row.request_hash !== hash)
+        return sendProblem(res, problem(422, 'idempotency-key-reused', 'Idempotency-Key reused', { detail: 'this key was used with a different request' }));
+      if (row.response_status === null)
+        return sendProblem(
+          res,
+          problem(409, 'idempotency-request-in-progress', 'Request in progress', { detail: 'the first request with this key has not finished' }),
+        );
+      res
+        .status(row.response_status)
+        .set({ ...row.response_headers, 'Idempotent-Replayed': 'true' })
+        .json(row.response_body);
       return;
     }
     // first attempt: record the response before it leaves, so a retry never sees "in progress" after a reply
@@ -98,7 +119,10 @@ export class IdempotencyStore {
         if (typeof v === 'string') headers[h] = v;
       }
       const write = keep
-        ? this.#pool.query('update gateway.idempotency_key set response_status = $4, response_headers = $5, response_body = $6 where organization_id = $1 and user_id = $2 and key = $3', [...id, status, headers, JSON.stringify(body)])
+        ? this.#pool.query(
+            'update gateway.idempotency_key set response_status = $4, response_headers = $5, response_body = $6 where organization_id = $1 and user_id = $2 and key = $3',
+            [...id, status, headers, JSON.stringify(body)],
+          )
         : this.#pool.query('delete from gateway.idempotency_key where organization_id = $1 and user_id = $2 and key = $3', id);
       write.then(
         () => json(body),
@@ -108,7 +132,9 @@ export class IdempotencyStore {
     };
     // anything that did not store a response (problems, aborted requests) releases the key
     res.on('close', () => {
-      void this.#pool.query('delete from gateway.idempotency_key where organization_id = $1 and user_id = $2 and key = $3 and response_status is null', id).catch(() => undefined);
+      void this.#pool
+        .query('delete from gateway.idempotency_key where organization_id = $1 and user_id = $2 and key = $3 and response_status is null', id)
+        .catch(() => undefined);
     });
     next();
   }

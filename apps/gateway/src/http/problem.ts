@@ -69,7 +69,10 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     if (error instanceof z.ZodError) return sendProblem(res, validationProblem(error));
     const status = typeof error === 'object' && error !== null && 'status' in error && typeof error.status === 'number' ? error.status : 500;
     if (status >= 400 && status < 500) {
-      return sendProblem(res, problem(status, status === 413 ? 'payload-too-large' : 'bad-request', 'Bad request', { detail: error instanceof Error ? error.message : undefined }));
+      return sendProblem(
+        res,
+        problem(status, status === 413 ? 'payload-too-large' : 'bad-request', 'Bad request', { detail: error instanceof Error ? error.message : undefined }),
+      );
     }
     logger.error({ err: error, url: req.originalUrl }, 'unhandled error');
     sendProblem(res, problem(500, 'internal', 'Internal error'));

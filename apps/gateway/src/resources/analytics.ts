@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { analyticsV1 } from '@crm/contracts';
+import { type analyticsV1 } from '@crm/contracts';
 import { callUnary } from '@crm/platform';
 import { z } from 'zod';
 import { READ_ROLES, requireRole } from '../auth/tenant.ts';

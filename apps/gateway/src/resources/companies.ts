@@ -1,4 +1,4 @@
-import { contactsV1 } from '@crm/contracts';
+import { type contactsV1 } from '@crm/contracts';
 import { callUnary } from '@crm/platform';
 import { z } from 'zod';
 import { listQueryBase, type CrudSpec } from '../http/crud.router.ts';
@@ -61,7 +61,13 @@ function toMessage(id: string, b: CompanyBody): contactsV1.Company {
     employees: b.employees ?? undefined,
     annualRevenue: b.annualRevenue ? { amount: b.annualRevenue.amount, currencyCode: b.annualRevenue.currency } : undefined,
     address: b.address
-      ? { street: b.address.street ?? '', city: b.address.city ?? '', region: b.address.region ?? '', postalCode: b.address.postalCode ?? '', country: b.address.country ?? '' }
+      ? {
+          street: b.address.street ?? '',
+          city: b.address.city ?? '',
+          region: b.address.region ?? '',
+          postalCode: b.address.postalCode ?? '',
+          country: b.address.country ?? '',
+        }
       : undefined,
     ownerId: b.ownerId ?? '',
   };
@@ -79,7 +85,9 @@ export function toCompanyJson(m: contactsV1.Company | undefined): CompanyJson {
     parentCompanyId: m.parentCompanyId || null,
     employees: m.employees ?? null,
     annualRevenue: m.annualRevenue ? { amount: m.annualRevenue.amount, currency: m.annualRevenue.currencyCode } : null,
-    address: a ? { street: a.street || null, city: a.city || null, region: a.region || null, postalCode: a.postalCode || null, country: a.country || null } : null,
+    address: a
+      ? { street: a.street || null, city: a.city || null, region: a.region || null, postalCode: a.postalCode || null, country: a.country || null }
+      : null,
     ownerId: m.ownerId,
     createdBy: m.audit?.createdBy ?? '',
     createdAt: iso(m.audit?.createTime),
@@ -89,7 +97,10 @@ export function toCompanyJson(m: contactsV1.Company | undefined): CompanyJson {
 }
 
 /** `/api/v1/companies` over contacts-svc's CompanyService. */
-export function companiesResource(client: contactsV1.CompanyServiceClient, deadlineMs: number): CrudSpec<CompanyJson, z.infer<typeof companyCreateSchema>, CompanyBody, z.infer<typeof companyQuerySchema>> {
+export function companiesResource(
+  client: contactsV1.CompanyServiceClient,
+  deadlineMs: number,
+): CrudSpec<CompanyJson, z.infer<typeof companyCreateSchema>, CompanyBody, z.infer<typeof companyQuerySchema>> {
   const opts = { deadlineMs };
   return {
     plural: 'companies',
@@ -98,12 +109,22 @@ export function companiesResource(client: contactsV1.CompanyServiceClient, deadl
     create: async (body) => toCompanyJson((await callUnary(client, client.createCompany, { company: toMessage('', body) }, opts)).company),
     get: async (id) => toCompanyJson((await callUnary(client, client.getCompany, { id }, opts)).company),
     list: async (q) => {
-      const res = await callUnary(client, client.listCompanies, { pageSize: q.limit ?? 0, pageToken: q.cursor ?? '', query: q.q ?? '', industry: q.industry ?? '', parentCompanyId: q.parentCompanyId ?? '' }, opts);
+      const res = await callUnary(
+        client,
+        client.listCompanies,
+        { pageSize: q.limit ?? 0, pageToken: q.cursor ?? '', query: q.q ?? '', industry: q.industry ?? '', parentCompanyId: q.parentCompanyId ?? '' },
+        opts,
+      );
       return { data: res.companies.map(toCompanyJson), nextCursor: res.nextPageToken || null };
     },
     update: async (id, body, changed, version) => {
       const updateMask = changed.map((f) => PROTO_NAME[f as keyof typeof fields]);
-      const res = await callUnary(client, client.updateCompany, { company: toMessage(id, body), updateMask, expectedVersion: version === undefined ? undefined : String(version) }, opts);
+      const res = await callUnary(
+        client,
+        client.updateCompany,
+        { company: toMessage(id, body), updateMask, expectedVersion: version === undefined ? undefined : String(version) },
+        opts,
+      );
       return toCompanyJson(res.company);
     },
     remove: async (id, version) => {

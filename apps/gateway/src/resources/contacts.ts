@@ -1,4 +1,4 @@
-import { contactV1 } from '@crm/contracts';
+import { type contactV1 } from '@crm/contracts';
 import { callUnary } from '@crm/platform';
 import { z } from 'zod';
 import { listQueryBase, type CrudSpec } from '../http/crud.router.ts';
@@ -82,7 +82,10 @@ export function toContactJson(m: contactV1.Contact | undefined): ContactJson {
 }
 
 /** `/api/v1/contacts` over contacts-svc's ContactService. */
-export function contactsResource(client: contactV1.ContactServiceClient, deadlineMs: number): CrudSpec<ContactJson, z.infer<typeof contactCreateSchema>, ContactBody, z.infer<typeof contactQuerySchema>> {
+export function contactsResource(
+  client: contactV1.ContactServiceClient,
+  deadlineMs: number,
+): CrudSpec<ContactJson, z.infer<typeof contactCreateSchema>, ContactBody, z.infer<typeof contactQuerySchema>> {
   const opts = { deadlineMs };
   return {
     plural: 'contacts',
@@ -91,12 +94,22 @@ export function contactsResource(client: contactV1.ContactServiceClient, deadlin
     create: async (body) => toContactJson((await callUnary(client, client.createContact, { contact: toMessage('', body) }, opts)).contact),
     get: async (id) => toContactJson((await callUnary(client, client.getContact, { id }, opts)).contact),
     list: async (q) => {
-      const res = await callUnary(client, client.listContacts, { pageSize: q.limit ?? 0, pageToken: q.cursor ?? '', query: q.q ?? '', companyId: q.companyId ?? '' }, opts);
+      const res = await callUnary(
+        client,
+        client.listContacts,
+        { pageSize: q.limit ?? 0, pageToken: q.cursor ?? '', query: q.q ?? '', companyId: q.companyId ?? '' },
+        opts,
+      );
       return { data: res.contacts.map(toContactJson), nextCursor: res.nextPageToken || null };
     },
     update: async (id, body, changed, version) => {
       const updateMask = changed.map((f) => PROTO_NAME[f as keyof typeof fields]);
-      const res = await callUnary(client, client.updateContact, { contact: toMessage(id, body), updateMask, expectedVersion: version === undefined ? undefined : String(version) }, opts);
+      const res = await callUnary(
+        client,
+        client.updateContact,
+        { contact: toMessage(id, body), updateMask, expectedVersion: version === undefined ? undefined : String(version) },
+        opts,
+      );
       return toContactJson(res.contact);
     },
     remove: async (id, version) => {

@@ -1,4 +1,4 @@
-import { credentials, Metadata, type CallOptions, type Client, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import { credentials, type Metadata, type CallOptions, type Client, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { requireContext } from '../context.ts';
 import { contextToMetadata } from './metadata.ts';
 import { fromServiceError } from './status.ts';

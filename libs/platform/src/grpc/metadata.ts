@@ -38,6 +38,9 @@ export function contextFromMetadata(metadata: Metadata): RequestContext {
   if (!organizationId || !UUID.test(organizationId) || !userId) {
     throw new DomainError('unauthenticated', 'MISSING_CALL_CONTEXT', 'call metadata lacks x-organization-id / x-user-id');
   }
-  const roles = (first(metadata, MD.roles) ?? '').split(',').map((r) => r.trim()).filter(isRole);
+  const roles = (first(metadata, MD.roles) ?? '')
+    .split(',')
+    .map((r) => r.trim())
+    .filter(isRole);
   return { organizationId, userId, roles, requestId: first(metadata, MD.requestId) ?? crypto.randomUUID() };
 }

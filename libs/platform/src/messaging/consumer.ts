@@ -52,15 +52,19 @@ export async function startEventConsumer(options: ConsumerOptions): Promise<{ st
       if (msg.info.deliveryCount > 1) options.metrics.consumerRedeliveries.inc(labels);
       const parent = propagation.extract(ROOT_CONTEXT, headerRecord(msg));
       await context.with(parent, () =>
-        tracer.startActiveSpan(`process ${msg.subject}`, { kind: SpanKind.CONSUMER, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': msg.subject } }, async (span) => {
-          try {
-            const outcome = await handleOne(msg, options, maxDeliver);
-            options.metrics.consumerProcessed.inc({ ...labels, outcome });
-          } finally {
-            span.setStatus({ code: SpanStatusCode.OK });
-            span.end();
-          }
-        }),
+        tracer.startActiveSpan(
+          `process ${msg.subject}`,
+          { kind: SpanKind.CONSUMER, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': msg.subject } },
+          async (span) => {
+            try {
+              const outcome = await handleOne(msg, options, maxDeliver);
+              options.metrics.consumerProcessed.inc({ ...labels, outcome });
+            } finally {
+              span.setStatus({ code: SpanStatusCode.OK });
+              span.end();
+            }
+          },
+        ),
       );
     }
   })();
@@ -97,7 +101,10 @@ async function handleOne(msg: JsMsg, options: ConsumerOptions, maxDeliver: numbe
   } catch (err) {
     if (err instanceof PoisonEventError || msg.info.deliveryCount >= maxDeliver) return poison(msg, options, err);
     const delay = Math.min(2 ** msg.info.deliveryCount * 100, 10_000);
-    options.logger.warn({ err, subject: msg.subject, eventId: event.id, delivery: msg.info.deliveryCount, retryInMs: delay }, 'event handling failed; will retry');
+    options.logger.warn(
+      { err, subject: msg.subject, eventId: event.id, delivery: msg.info.deliveryCount, retryInMs: delay },
+      'event handling failed; will retry',
+    );
     msg.nak(delay);
     return 'retried';
   }

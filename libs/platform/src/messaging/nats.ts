@@ -51,12 +51,7 @@ export async function ensureEventStream(jsm: JetStreamManager, replicas = 1): Pr
  * Creates the durable pull consumer `durable` on the event stream if absent: explicit acks,
  * deliver all (a new consumer starts from the first event), `maxDeliver` attempts.
  */
-export async function ensureDurableConsumer(
-  jsm: JetStreamManager,
-  durable: string,
-  filterSubject: string,
-  maxDeliver: number,
-): Promise<void> {
+export async function ensureDurableConsumer(jsm: JetStreamManager, durable: string, filterSubject: string, maxDeliver: number): Promise<void> {
   try {
     await jsm.consumers.info(EVENT_STREAM, durable);
   } catch (error) {

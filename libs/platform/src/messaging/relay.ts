@@ -141,7 +141,9 @@ export class OutboxRelay {
     const result = await em.transactional(async (tem): Promise<BatchResult> => {
       const [lock] = await tem.execute<{ locked: boolean }[]>('select pg_try_advisory_xact_lock(hashtext(?)) as locked', [`outbox:${this.o.schema}`]);
       if (!lock?.locked) return { published: 0, failure: undefined };
-      const rows = await tem.execute<OutboxRow[]>(`select id, subject, headers, payload from ${this.#table} where published_at is null order by id limit ?`, [this.o.batchSize]);
+      const rows = await tem.execute<OutboxRow[]>(`select id, subject, headers, payload from ${this.#table} where published_at is null order by id limit ?`, [
+        this.o.batchSize,
+      ]);
       const done: string[] = [];
       let failure: unknown;
       for (const row of rows) {

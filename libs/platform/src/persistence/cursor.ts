@@ -30,7 +30,9 @@ export function decodeCursor<K extends string>(token: string, keys: readonly K[]
 export function pageSize(requested: number | undefined): number {
   if (!requested) return DEFAULT_PAGE_SIZE;
   if (!Number.isInteger(requested) || requested < 1 || requested > MAX_PAGE_SIZE) {
-    throw new DomainError('invalid_argument', 'INVALID_PAGE_SIZE', `page size must be 1..${MAX_PAGE_SIZE}`, [{ field: 'limit', message: `must be between 1 and ${MAX_PAGE_SIZE}` }]);
+    throw new DomainError('invalid_argument', 'INVALID_PAGE_SIZE', `page size must be 1..${MAX_PAGE_SIZE}`, [
+      { field: 'limit', message: `must be between 1 and ${MAX_PAGE_SIZE}` },
+    ]);
   }
   return requested;
 }
