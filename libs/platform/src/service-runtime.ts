@@ -83,7 +83,8 @@ export async function startService(spec: ServiceDefinitionSpec, config: RuntimeC
     port: config.OPS_PORT,
     registry: metrics.registry,
     checks: {
-      database: async () => orm.isConnected(),
+      // a real round trip: isConnected() stays false until the pool's first query
+      database: async () => (await orm.em.fork().execute('select 1')).length === 1,
       nats: async () => !nc.isClosed() && nc.info !== undefined && !nc.isDraining(),
     },
   });
@@ -115,7 +116,8 @@ export async function startService(spec: ServiceDefinitionSpec, config: RuntimeC
  * exits 1 when boot fails.
  */
 export async function runUntilSignal(start: () => Promise<{ close(): Promise<void> }>, name: string): Promise<void> {
-  const logger = createLogger(name);
+  // fixed level: LOG_LEVEL itself may be the invalid setting this logger has to report
+  const logger = createLogger(name, 'info');
   try {
     const handle = await start();
     const stop = (signal: string) => {

@@ -75,22 +75,27 @@ export function logTail(app: RunningApp, logLabel: string): string {
   return `--- last lines of ${logLabel} ---\n${tailFile(app.logPath) || '(empty)'}\n---`;
 }
 
-async function answersOk(url: string): Promise<boolean> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-  await res.arrayBuffer(); // drain, so the connection is released
-  return res.ok;
+/** GETs `url` once (2 s deadline): true on a 2xx; never throws. */
+export async function probeReadiness(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    await res.arrayBuffer(); // read fully, so the connection is released
+    return res.ok;
+  } catch {
+    return false;
+  }
 }
 
 /**
  * Resolves when `app.spec.readyUrl` answers 2xx. Rejects when the process exits first or after
  * `timeoutMs` (ms), with a message naming the app and ending with the tail of its log
- * (`logLabel` is how the log file is named in that message).
+ * (`logLabel` names the log file).
  */
 export async function waitUntilReady(app: RunningApp, timeoutMs: number, logLabel: string): Promise<void> {
   const { name, readyUrl } = app.spec;
   try {
     // true on exit as well, so a crashed child is reported at once rather than at the deadline
-    await waitFor(`${name} (${readyUrl})`, async () => app.exited() || (await answersOk(readyUrl)), timeoutMs, 100);
+    await waitFor(`${name} (${readyUrl})`, async () => app.exited() || (await probeReadiness(readyUrl)), timeoutMs, 100);
   } catch (err) {
     throw new Error(`${name} did not become ready: ${(err as Error).message}\n${logTail(app, logLabel)}`);
   }

@@ -125,7 +125,8 @@ export function toCompanyBodies(rows: readonly AccountRow[]): SeedCompany[] {
     if (row.subsidiary_of !== null) {
       const parent = byName.get(row.subsidiary_of);
       if (!parent) warning = `${row.account}: subsidiary_of ${JSON.stringify(row.subsidiary_of)} is not an account in the file; created without a parent`;
-      else if (visiting.has(parent.account)) warning = `${row.account}: subsidiary_of ${JSON.stringify(row.subsidiary_of)} closes a cycle; created without a parent`;
+      else if (visiting.has(parent.account))
+        warning = `${row.account}: subsidiary_of ${JSON.stringify(row.subsidiary_of)} closes a cycle; created without a parent`;
       else {
         place(parent);
         parentName = parent.account;
@@ -208,7 +209,12 @@ const tokenSchema = z.object({ access_token: z.string().min(1) }).loose();
  * `gatewayUrl` is the base URL (e.g. http://127.0.0.1:3000); `token` a bearer access token with a
  * write role. Throws {@link HttpProblemError} (carrying the problem JSON) on any non-2xx answer.
  */
-export async function seedDemoData(options: { gatewayUrl: string; token: string; csvPath: string; log?: (m: string) => void }): Promise<{ created: number; skipped: boolean }> {
+export async function seedDemoData(options: {
+  gatewayUrl: string;
+  token: string;
+  csvPath: string;
+  log?: (m: string) => void;
+}): Promise<{ created: number; skipped: boolean }> {
   const log = options.log ?? (() => undefined);
   const base = options.gatewayUrl.replace(/\/+$/, '');
   const headers = { authorization: `Bearer ${options.token}`, accept: 'application/json' };

@@ -147,7 +147,10 @@ async function main(): Promise<void> {
     const env = { DATABASE_URL: crmDatabaseUrl, NATS_URL: natsUrl, GRPC_PORT: String(s.grpc), OPS_PORT: String(s.ops), LOG_LEVEL: logLevel };
     services.push(start({ name: s.name, script: `apps/${s.name}/src/main.ts`, env, readyUrl: `http://${HOST}:${s.ops}/readyz` }));
   }
-  await Promise.all([ready(issuer, `${issuerUrl}/realms/crm`), ...services.map((app, i) => ready(app, `gRPC :${SERVICES[i]!.grpc}, ops :${SERVICES[i]!.ops}`))]);
+  await Promise.all([
+    ready(issuer, `${issuerUrl}/realms/crm`),
+    ...services.map((app, i) => ready(app, `gRPC :${SERVICES[i]!.grpc}, ops :${SERVICES[i]!.ops}`)),
+  ]);
 
   gateway = start({
     name: 'gateway',
@@ -174,7 +177,19 @@ async function main(): Promise<void> {
       if (m.startsWith('warning')) complain(`  seed ${m}`);
     },
   });
-  say(seeded.skipped ? 'Demo data: companies already present, not seeding again.' : `Demo data: created ${seeded.created} companies from data/maven-crm/accounts.csv.`);
+  say(
+    seeded.skipped
+      ? 'Demo data: companies already present, not seeding again.'
+      : `Demo data: created ${seeded.created} companies from data/maven-crm/accounts.csv.`,
+  );
+
+  // one end-to-end read (gateway → analytics-svc → Postgres) before saying the suite runs
+  const overview = await fetch(`${gatewayUrl}/api/v1/analytics/overview`, {
+    headers: { authorization: `Bearer ${token}` },
+    signal: AbortSignal.timeout(15_000),
+  });
+  if (!overview.ok) throw new Error(`GET /api/v1/analytics/overview failed with HTTP ${overview.status}: ${await overview.text()}`);
+  await overview.arrayBuffer();
 
   const tokenUrl = `${issuerUrl}/realms/crm/protocol/openid-connect/token`;
   say('');
@@ -183,7 +198,9 @@ async function main(): Promise<void> {
   say(`  API docs  ${gatewayUrl}/api/docs`);
   say(`  Issuer    ${issuerUrl}/realms/crm (demo user admin@acme.test, password crm-dev)`);
   say('Try it:');
-  say(`  TOKEN=$(curl -s -d grant_type=password -d client_id=crm-cli -d username=admin@acme.test -d password=crm-dev ${tokenUrl} | sed -E 's/.*"access_token":"([^"]+)".*/\\1/')`);
+  say(
+    `  TOKEN=$(curl -s -d grant_type=password -d client_id=crm-cli -d username=admin@acme.test -d password=crm-dev ${tokenUrl} | sed -E 's/.*"access_token":"([^"]+)".*/\\1/')`,
+  );
   say(`  curl -s -H "Authorization: Bearer $TOKEN" ${gatewayUrl}/api/v1/companies`);
 
   if (exitAfterSeed) {
