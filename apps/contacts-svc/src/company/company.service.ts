@@ -1,18 +1,16 @@
 import {
   DomainError,
-  decodeCursor,
   isUuid,
-  encodeCursor,
+  keysetPageById,
   newId,
   notFound,
-  pageSize,
   requestEntityManager,
   requireContext,
   versionMismatch,
   type EntityManager,
   type Orm,
 } from '@crm/platform';
-import { assertCanWrite, formatAmount } from '../shared/record.rules.ts';
+import { assertCanWrite, containsPattern, formatAmount } from '../shared/record.rules.ts';
 import { writeWithEvents, type WriteOutcome } from '../shared/unit-of-work.ts';
 import { CompanyEntity, type Company } from './company.entity.ts';
 import { companyCreated, companyDeleted, companyUpdated } from './company.events.ts';
@@ -73,22 +71,20 @@ export class CompanyService {
 
   /** One page of live companies ordered by id (creation order), keyset-paged. */
   async list(q: CompanyListQuery): Promise<{ items: Company[]; nextCursor: string | undefined }> {
-    const limit = pageSize(q.pageSize);
-    const after = q.cursor ? decodeCursor(q.cursor, ['id']).id : undefined;
-    if ((after && !isUuid(after)) || (q.parentCompanyId && !isUuid(q.parentCompanyId))) return { items: [], nextCursor: undefined };
-    const items = await requestEntityManager(this.#orm).find(
-      CompanyEntity,
-      {
-        ...(after ? { id: { $gt: after } } : {}),
-        ...(q.query ? { name: { $ilike: `%${escapeLike(q.query)}%` } } : {}),
-        ...(q.industry ? { industry: q.industry } : {}),
-        ...(q.parentCompanyId ? { parentCompanyId: q.parentCompanyId } : {}),
-      },
-      { orderBy: { id: 'asc' }, limit: limit + 1 },
+    if (q.parentCompanyId && !isUuid(q.parentCompanyId)) return { items: [], nextCursor: undefined };
+    const em = requestEntityManager(this.#orm);
+    return keysetPageById(q, (after, limit) =>
+      em.find(
+        CompanyEntity,
+        {
+          ...(after ? { id: { $gt: after } } : {}),
+          ...(q.query ? { name: { $ilike: containsPattern(q.query) } } : {}),
+          ...(q.industry ? { industry: q.industry } : {}),
+          ...(q.parentCompanyId ? { parentCompanyId: q.parentCompanyId } : {}),
+        },
+        { orderBy: { id: 'asc' }, limit },
+      ),
     );
-    const more = items.length > limit;
-    const page = more ? items.slice(0, limit) : items;
-    return { items: page, nextCursor: more ? encodeCursor({ id: page[page.length - 1]!.id }) : undefined };
   }
 
   /**
@@ -168,10 +164,6 @@ async function ancestorsOf(em: EntityManager, companyId: string): Promise<string
     [companyId, requireContext().organizationId, requireContext().organizationId],
   );
   return rows.map((r) => r.id);
-}
-
-function escapeLike(s: string): string {
-  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
 function pick(input: CompanyFields, mask: readonly CompanyField[]): Partial<CompanyFields> {

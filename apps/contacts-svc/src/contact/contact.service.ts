@@ -1,11 +1,9 @@
 import {
   DomainError,
-  decodeCursor,
-  encodeCursor,
   isUuid,
+  keysetPageById,
   newId,
   notFound,
-  pageSize,
   requestEntityManager,
   requireContext,
   versionMismatch,
@@ -13,7 +11,7 @@ import {
   type Orm,
 } from '@crm/platform';
 import { CompanyEntity } from '../company/company.entity.ts';
-import { assertCanWrite } from '../shared/record.rules.ts';
+import { assertCanWrite, containsPattern } from '../shared/record.rules.ts';
 import { writeWithEvents, type WriteOutcome } from '../shared/unit-of-work.ts';
 import { ContactEntity, type Contact } from './contact.entity.ts';
 import { contactCreated, contactDeleted, contactUpdated } from './contact.events.ts';
@@ -68,22 +66,20 @@ export class ContactService {
 
   /** One page of live contacts ordered by id, keyset-paged; `query` matches names and email. */
   async list(q: ContactListQuery): Promise<{ items: Contact[]; nextCursor: string | undefined }> {
-    const limit = pageSize(q.pageSize);
-    const after = q.cursor ? decodeCursor(q.cursor, ['id']).id : undefined;
-    if ((after && !isUuid(after)) || (q.companyId && !isUuid(q.companyId))) return { items: [], nextCursor: undefined };
-    const like = q.query ? `%${q.query.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : undefined;
-    const items = await requestEntityManager(this.#orm).find(
-      ContactEntity,
-      {
-        ...(after ? { id: { $gt: after } } : {}),
-        ...(like ? { $or: [{ firstName: { $ilike: like } }, { lastName: { $ilike: like } }, { email: { $ilike: like } }] } : {}),
-        ...(q.companyId ? { companyId: q.companyId } : {}),
-      },
-      { orderBy: { id: 'asc' }, limit: limit + 1 },
+    if (q.companyId && !isUuid(q.companyId)) return { items: [], nextCursor: undefined };
+    const like = q.query ? containsPattern(q.query) : undefined;
+    const em = requestEntityManager(this.#orm);
+    return keysetPageById(q, (after, limit) =>
+      em.find(
+        ContactEntity,
+        {
+          ...(after ? { id: { $gt: after } } : {}),
+          ...(like ? { $or: [{ firstName: { $ilike: like } }, { lastName: { $ilike: like } }, { email: { $ilike: like } }] } : {}),
+          ...(q.companyId ? { companyId: q.companyId } : {}),
+        },
+        { orderBy: { id: 'asc' }, limit },
+      ),
     );
-    const more = items.length > limit;
-    const page = more ? items.slice(0, limit) : items;
-    return { items: page, nextCursor: more ? encodeCursor({ id: page[page.length - 1]!.id }) : undefined };
   }
 
   /** Writes the fields in `mask`; see CompanyService.update for the version rule. */

@@ -56,3 +56,8 @@ export function optionalText(value: string | undefined, field: string, max: numb
   if (v.length > max) violations.push({ field, message: `must be at most ${max} characters` });
   return v;
 }
+
+/** `%text%` for a case-insensitive substring match, with LIKE's `\\`, `%` and `_` escaped. */
+export function containsPattern(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}

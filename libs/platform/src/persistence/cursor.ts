@@ -23,7 +23,11 @@ export function decodeCursor<K extends string>(token: string, keys: readonly K[]
   } catch {
     // fall through to the error below
   }
-  throw new DomainError('invalid_argument', 'INVALID_CURSOR', 'page token is not valid', [{ field: 'cursor', message: 'not a cursor from a previous page' }]);
+  throw invalidCursor();
+}
+
+function invalidCursor(): DomainError {
+  return new DomainError('invalid_argument', 'INVALID_CURSOR', 'page token is not valid', [{ field: 'cursor', message: 'not a cursor from a previous page' }]);
 }
 
 /** Clamps a requested page size: 0/absent → default, otherwise 1..200 or INVALID_ARGUMENT. */
@@ -35,4 +39,25 @@ export function pageSize(requested: number | undefined): number {
     ]);
   }
   return requested;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * One page of a list ordered by id (UUIDv7, so creation order): validates the page size and the
+ * cursor, asks `fetch` for `limit + 1` rows after the cursor's id to learn whether more follow,
+ * and returns the page with the next cursor (undefined on the last page). Errors:
+ * INVALID_PAGE_SIZE, INVALID_CURSOR.
+ */
+export async function keysetPageById<T extends { id: string }>(
+  request: { pageSize?: number | undefined; cursor?: string | undefined },
+  fetch: (afterId: string | undefined, limit: number) => Promise<T[]>,
+): Promise<{ items: T[]; nextCursor: string | undefined }> {
+  const limit = pageSize(request.pageSize);
+  const after = request.cursor ? decodeCursor(request.cursor, ['id']).id : undefined;
+  if (after !== undefined && !UUID.test(after)) throw invalidCursor();
+  const rows = await fetch(after, limit + 1);
+  const more = rows.length > limit;
+  const items = more ? rows.slice(0, limit) : rows;
+  return { items, nextCursor: more ? encodeCursor({ id: items[items.length - 1]!.id }) : undefined };
 }
