@@ -1,5 +1,6 @@
 import { configSchema as analyticsConfig, createAnalyticsService } from '@crm/analytics-svc';
 import { configSchema as contactsConfig, createContactsService } from '@crm/contacts-svc';
+import { fetchToken } from '@crm/dev/seed';
 import { startDevIssuer, type DevIssuer } from '@crm/dev-issuer';
 import type { ServiceHandle } from '@crm/platform';
 import { DEMO_PASSWORD, REALM_FILE, serviceEnv, startTestInfra, type TestInfra } from '@crm/testing';
@@ -40,12 +41,7 @@ export async function startTestSuite(): Promise<TestSuite> {
   const token = async (username: string): Promise<string> => {
     const cached = tokens.get(username);
     if (cached) return cached;
-    const res = await fetch(`${issuer.issuerUrl}/protocol/openid-connect/token`, {
-      method: 'POST',
-      body: new URLSearchParams({ grant_type: 'password', client_id: 'crm-cli', username, password: DEMO_PASSWORD }),
-    });
-    if (!res.ok) throw new Error(`token for ${username}: ${res.status} ${await res.text()}`);
-    const { access_token } = (await res.json()) as { access_token: string };
+    const access_token = await fetchToken(issuer.issuerUrl, username, DEMO_PASSWORD);
     tokens.set(username, access_token);
     return access_token;
   };

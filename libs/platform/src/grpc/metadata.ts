@@ -1,6 +1,7 @@
 import { Metadata } from '@grpc/grpc-js';
 import { type RequestContext, isRole } from '../context.ts';
 import { DomainError } from '../errors.ts';
+import { isUuid } from '../persistence/ids.ts';
 
 /** Metadata keys the gateway sets and services trust (architecture: "Tenancy and identity"). */
 export const MD = {
@@ -25,8 +26,6 @@ function first(metadata: Metadata, key: string): string | undefined {
   return typeof value === 'string' && value.length > 0 ? value : undefined;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * Reads the request context from call metadata. Throws `UNAUTHENTICATED` (code
  * `MISSING_CALL_CONTEXT`) when the organization or user is missing or the organization id is not a
@@ -35,7 +34,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function contextFromMetadata(metadata: Metadata): RequestContext {
   const organizationId = first(metadata, MD.organizationId);
   const userId = first(metadata, MD.userId);
-  if (!organizationId || !UUID.test(organizationId) || !userId) {
+  if (!organizationId || !isUuid(organizationId) || !userId) {
     throw new DomainError('unauthenticated', 'MISSING_CALL_CONTEXT', 'call metadata lacks x-organization-id / x-user-id');
   }
   const roles = (first(metadata, MD.roles) ?? '')

@@ -4,6 +4,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../logger.ts';
 import type { PlatformMetrics } from '../metrics.ts';
 import { quoteIdent, type EntityManager, type Orm } from '../persistence/database.ts';
+import { isUuid } from '../persistence/ids.ts';
 import { EVENT_STREAM, type ReceivedEvent } from './event.ts';
 import { ensureDurableConsumer, jetstreamManager } from './nats.ts';
 
@@ -59,8 +60,9 @@ export async function startEventConsumer(options: ConsumerOptions): Promise<{ st
             try {
               const outcome = await handleOne(msg, options, maxDeliver);
               options.metrics.consumerProcessed.inc({ ...labels, outcome });
+              span.setAttribute('crm.consumer.outcome', outcome);
+              span.setStatus({ code: outcome === 'applied' || outcome === 'duplicate' ? SpanStatusCode.OK : SpanStatusCode.ERROR });
             } finally {
-              span.setStatus({ code: SpanStatusCode.OK });
               span.end();
             }
           },
@@ -124,14 +126,12 @@ function headerRecord(msg: JsMsg): Record<string, string> {
   return out;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** Reads the CloudEvents headers; throws {@link PoisonEventError} when required ones are missing. */
 export function toReceivedEvent(msg: JsMsg): ReceivedEvent {
   const h = headerRecord(msg);
   const id = h['ce-id'];
   const organizationId = h['organization-id'];
-  if (!id || !UUID.test(id) || !organizationId || !UUID.test(organizationId)) {
+  if (!id || !isUuid(id) || !organizationId || !isUuid(organizationId)) {
     throw new PoisonEventError('event lacks a valid ce-id / organization-id header');
   }
   return {

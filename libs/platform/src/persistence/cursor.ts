@@ -1,4 +1,5 @@
 import { DomainError } from '../errors.ts';
+import { isUuid } from './ids.ts';
 
 /** Page size bounds of every list (architecture: "page size ≤ 200"). */
 export const DEFAULT_PAGE_SIZE = 50;
@@ -41,8 +42,6 @@ export function pageSize(requested: number | undefined): number {
   return requested;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * One page of a list ordered by id (UUIDv7, so creation order): validates the page size and the
  * cursor, asks `fetch` for `limit + 1` rows after the cursor's id to learn whether more follow,
@@ -55,7 +54,7 @@ export async function keysetPageById<T extends { id: string }>(
 ): Promise<{ items: T[]; nextCursor: string | undefined }> {
   const limit = pageSize(request.pageSize);
   const after = request.cursor ? decodeCursor(request.cursor, ['id']).id : undefined;
-  if (after !== undefined && !UUID.test(after)) throw invalidCursor();
+  if (after !== undefined && !isUuid(after)) throw invalidCursor();
   const rows = await fetch(after, limit + 1);
   const more = rows.length > limit;
   const items = more ? rows.slice(0, limit) : rows;
