@@ -31,9 +31,9 @@ export interface CrudSpec<R extends { id: string; version: number }, C, P, Q> {
   create(body: C): Promise<R>;
   get(id: string): Promise<R>;
   list(query: Q): Promise<Page<R>>;
-  /** `fields` are the patch body's keys (the update mask); `version` from If-Match. */
-  update(id: string, body: P, fields: string[], version: number | undefined): Promise<R>;
-  remove(id: string, version: number | undefined): Promise<void>;
+  /** `fields` are the patch body's keys (the update mask); `expectedVersion` from If-Match, as proto int64 (string). */
+  update(id: string, body: P, fields: string[], expectedVersion: string | undefined): Promise<R>;
+  remove(id: string, expectedVersion: string | undefined): Promise<void>;
 }
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, where: 'body' | 'query', res: Response): T | undefined {
@@ -43,10 +43,11 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, where: 'body' | 'query',
   return undefined;
 }
 
-function ifMatch(req: Request): number | undefined {
+/** The If-Match version as proto int64 (string); undefined when there is no precondition. */
+function ifMatch(req: Request): string | undefined {
   const v = expectedVersion(req.get('if-match') ?? undefined);
   if (v === null) throw new DomainError('precondition_failed', 'VERSION_MISMATCH', 'If-Match does not match the current ETag');
-  return v;
+  return v === undefined ? undefined : String(v);
 }
 
 /**

@@ -117,18 +117,13 @@ export function companiesResource(
       );
       return { data: res.companies.map(toCompanyJson), nextCursor: res.nextPageToken || null };
     },
-    update: async (id, body, changed, version) => {
+    update: async (id, body, changed, expectedVersion) => {
       const updateMask = changed.map((f) => PROTO_NAME[f as keyof typeof fields]);
-      const res = await callUnary(
-        client,
-        client.updateCompany,
-        { company: toMessage(id, body), updateMask, expectedVersion: version === undefined ? undefined : String(version) },
-        opts,
-      );
+      const res = await callUnary(client, client.updateCompany, { company: toMessage(id, body), updateMask, expectedVersion }, opts);
       return toCompanyJson(res.company);
     },
-    remove: async (id, version) => {
-      await callUnary(client, client.deleteCompany, { id, expectedVersion: version === undefined ? undefined : String(version) }, opts);
+    remove: async (id, expectedVersion) => {
+      await callUnary(client, client.deleteCompany, { id, expectedVersion }, opts);
     },
   };
 }

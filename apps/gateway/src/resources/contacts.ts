@@ -102,18 +102,13 @@ export function contactsResource(
       );
       return { data: res.contacts.map(toContactJson), nextCursor: res.nextPageToken || null };
     },
-    update: async (id, body, changed, version) => {
+    update: async (id, body, changed, expectedVersion) => {
       const updateMask = changed.map((f) => PROTO_NAME[f as keyof typeof fields]);
-      const res = await callUnary(
-        client,
-        client.updateContact,
-        { contact: toMessage(id, body), updateMask, expectedVersion: version === undefined ? undefined : String(version) },
-        opts,
-      );
+      const res = await callUnary(client, client.updateContact, { contact: toMessage(id, body), updateMask, expectedVersion }, opts);
       return toContactJson(res.contact);
     },
-    remove: async (id, version) => {
-      await callUnary(client, client.deleteContact, { id, expectedVersion: version === undefined ? undefined : String(version) }, opts);
+    remove: async (id, expectedVersion) => {
+      await callUnary(client, client.deleteContact, { id, expectedVersion }, opts);
     },
   };
 }
