@@ -16,6 +16,7 @@ export function companyUpdated(company: Company, changed: readonly CompanyField[
   return domainEvent('crm.contacts.company.updated', 'crm.events.v1.CompanyUpdated', CompanyUpdated, company.id, {
     company: toCompanyMessage(company),
     changedFields: changed.map((f) => COMPANY_FIELD_PROTO_NAMES[f]),
+    changes: [],
   });
 }
 

@@ -14,7 +14,7 @@ export function toCompanyMessage(c: Company): contactsV1.Company {
     parentCompanyId: c.parentCompanyId ?? '',
     employees: c.employees ?? undefined,
     annualRevenue:
-      c.annualRevenueAmount && c.annualRevenueCurrency ? { amount: formatAmount(c.annualRevenueAmount), currencyCode: c.annualRevenueCurrency } : undefined,
+      c.annualRevenueAmount && c.annualRevenueCurrency ? { amount: formatAmount(c.annualRevenueAmount), currency: c.annualRevenueCurrency } : undefined,
     address:
       c.addressStreet || c.addressCity || c.addressRegion || c.addressPostalCode || c.addressCountry
         ? {
@@ -39,7 +39,7 @@ export function fromCompanyMessage(m: contactsV1.Company | undefined): CompanyFi
     industry: m.industry || undefined,
     parentCompanyId: m.parentCompanyId || undefined,
     employees: m.employees,
-    annualRevenue: m.annualRevenue ? { amount: m.annualRevenue.amount, currencyCode: m.annualRevenue.currencyCode } : undefined,
+    annualRevenue: m.annualRevenue ? { amount: m.annualRevenue.amount, currency: m.annualRevenue.currency } : undefined,
     address: m.address
       ? {
           street: m.address.street || undefined,

@@ -181,7 +181,7 @@ export function fieldsOf(c: Company): CompanyFields {
     parentCompanyId: c.parentCompanyId ?? undefined,
     employees: c.employees ?? undefined,
     annualRevenue:
-      c.annualRevenueAmount && c.annualRevenueCurrency ? { amount: formatAmount(c.annualRevenueAmount), currencyCode: c.annualRevenueCurrency } : undefined,
+      c.annualRevenueAmount && c.annualRevenueCurrency ? { amount: formatAmount(c.annualRevenueAmount), currency: c.annualRevenueCurrency } : undefined,
     address: {
       street: c.addressStreet ?? undefined,
       city: c.addressCity ?? undefined,
@@ -202,7 +202,7 @@ function columnsOf(f: CompanyFields) {
     parentCompanyId: f.parentCompanyId ?? null,
     employees: f.employees ?? null,
     annualRevenueAmount: f.annualRevenue?.amount ?? null,
-    annualRevenueCurrency: f.annualRevenue?.currencyCode ?? null,
+    annualRevenueCurrency: f.annualRevenue?.currency ?? null,
     addressStreet: f.address?.street ?? null,
     addressCity: f.address?.city ?? null,
     addressRegion: f.address?.region ?? null,

@@ -16,6 +16,7 @@ export function contactUpdated(contact: Contact, changed: readonly ContactField[
   return domainEvent('crm.contacts.contact.updated', 'crm.events.v1.ContactUpdated', ContactUpdated, contact.id, {
     contact: toContactMessage(contact),
     changedFields: changed.map((f) => CONTACT_FIELD_PROTO_NAMES[f]),
+    changes: [],
   });
 }
 

@@ -4,7 +4,7 @@ import { Decimal } from 'decimal.js';
 /** Money as stored: decimal string amount + ISO 4217 code. */
 export interface Money {
   amount: string;
-  currencyCode: string;
+  currency: string;
 }
 
 const AMOUNT = /^-?\d{1,15}(\.\d{1,4})?$/;
@@ -20,11 +20,11 @@ export function normalizeMoney(value: Money, field: string, violations: FieldVio
     violations.push({ field: `${field}.amount`, message: 'must be a decimal string with at most 15 integer and 4 fraction digits' });
     return undefined;
   }
-  if (!CURRENCY.test(value.currencyCode)) {
+  if (!CURRENCY.test(value.currency)) {
     violations.push({ field: `${field}.currency`, message: 'must be an ISO 4217 code such as USD' });
     return undefined;
   }
-  return { amount: formatAmount(value.amount), currencyCode: value.currencyCode };
+  return { amount: formatAmount(value.amount), currency: value.currency };
 }
 
 /** Formats a stored decimal with at least 2 and at most 4 fraction digits ("1100040000.0000" → "1100040000.00"). */

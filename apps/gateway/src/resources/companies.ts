@@ -59,7 +59,7 @@ function toMessage(id: string, b: CompanyBody): contactsV1.Company {
     industry: b.industry ?? '',
     parentCompanyId: b.parentCompanyId ?? '',
     employees: b.employees ?? undefined,
-    annualRevenue: b.annualRevenue ? { amount: b.annualRevenue.amount, currencyCode: b.annualRevenue.currency } : undefined,
+    annualRevenue: b.annualRevenue ? { amount: b.annualRevenue.amount, currency: b.annualRevenue.currency } : undefined,
     address: b.address
       ? {
           street: b.address.street ?? '',
@@ -84,7 +84,7 @@ export function toCompanyJson(m: contactsV1.Company | undefined): CompanyJson {
     industry: m.industry || null,
     parentCompanyId: m.parentCompanyId || null,
     employees: m.employees ?? null,
-    annualRevenue: m.annualRevenue ? { amount: m.annualRevenue.amount, currency: m.annualRevenue.currencyCode } : null,
+    annualRevenue: m.annualRevenue ? { amount: m.annualRevenue.amount, currency: m.annualRevenue.currency } : null,
     address: a
       ? { street: a.street || null, city: a.city || null, region: a.region || null, postalCode: a.postalCode || null, country: a.country || null }
       : null,

@@ -6,17 +6,21 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { Value } from "../../../google/protobuf/struct.ts";
 import { Timestamp } from "../../../google/protobuf/timestamp.ts";
 
 /**
  * An amount of money: a decimal string (no binary floats) with its ISO 4217 currency code.
- * Example: { amount: "1250.00", currency_code: "EUR" }.
+ * Example: { amount: "1250.00", currency: "EUR" } — the same shape as REST and the domain.
  */
 export interface Money {
   /** Decimal string, optional leading '-', '.' as separator, up to 4 fraction digits. */
   amount: string;
-  /** ISO 4217 alphabetic code, upper case. */
-  currencyCode: string;
+  /**
+   * ISO 4217 alphabetic code, upper case. (Renamed from currency_code before any release; the wire
+   * format is unchanged.)
+   */
+  currency: string;
 }
 
 /**
@@ -43,8 +47,18 @@ export interface AuditInfo {
   version: string;
 }
 
+/**
+ * One changed field of an updated record: its proto field name and its value before and after, in
+ * the REST/JSON shape of the field (null when absent; money as { amount, currency }).
+ */
+export interface FieldChange {
+  field: string;
+  oldValue?: any | undefined;
+  newValue?: any | undefined;
+}
+
 function createBaseMoney(): Money {
-  return { amount: "", currencyCode: "" };
+  return { amount: "", currency: "" };
 }
 
 export const Money: MessageFns<Money> = {
@@ -52,8 +66,8 @@ export const Money: MessageFns<Money> = {
     if (message.amount !== "") {
       writer.uint32(10).string(message.amount);
     }
-    if (message.currencyCode !== "") {
-      writer.uint32(18).string(message.currencyCode);
+    if (message.currency !== "") {
+      writer.uint32(18).string(message.currency);
     }
     return writer;
   },
@@ -84,7 +98,7 @@ export const Money: MessageFns<Money> = {
               break;
             }
 
-            message.currencyCode = reader.string();
+            message.currency = reader.string();
             continue;
           }
         }
@@ -105,7 +119,7 @@ export const Money: MessageFns<Money> = {
   fromPartial(object: DeepPartial<Money>): Money {
     const message = createBaseMoney();
     message.amount = object.amount ?? "";
-    message.currencyCode = object.currencyCode ?? "";
+    message.currency = object.currency ?? "";
     return message;
   },
 };
@@ -300,6 +314,85 @@ export const AuditInfo: MessageFns<AuditInfo> = {
     message.updateTime = object.updateTime ?? undefined;
     message.createdBy = object.createdBy ?? "";
     message.version = object.version ?? "0";
+    return message;
+  },
+};
+
+function createBaseFieldChange(): FieldChange {
+  return { field: "", oldValue: undefined, newValue: undefined };
+}
+
+export const FieldChange: MessageFns<FieldChange> = {
+  encode(message: FieldChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.field !== "") {
+      writer.uint32(10).string(message.field);
+    }
+    if (message.oldValue !== undefined) {
+      Value.encode(Value.wrap(message.oldValue), writer.uint32(18).fork()).join();
+    }
+    if (message.newValue !== undefined) {
+      Value.encode(Value.wrap(message.newValue), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FieldChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFieldChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.oldValue = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.newValue = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<FieldChange>): FieldChange {
+    return FieldChange.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FieldChange>): FieldChange {
+    const message = createBaseFieldChange();
+    message.field = object.field ?? "";
+    message.oldValue = object.oldValue === undefined ? undefined : object.oldValue;
+    message.newValue = object.newValue === undefined ? undefined : object.newValue;
     return message;
   },
 };

@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { FieldChange } from "../../common/v1/common.ts";
 import { Company } from "../../contacts/v1/company.ts";
 import { Contact } from "../../contacts/v1/contact.ts";
 
@@ -21,6 +22,8 @@ export interface CompanyUpdated {
     | undefined;
   /** proto field names that changed (e.g. "industry"). */
   changedFields: string[];
+  /** The same fields with their old and new values. */
+  changes: FieldChange[];
 }
 
 /** crm.contacts.company.deleted — soft-deleted; the id is no longer served. */
@@ -37,6 +40,7 @@ export interface ContactCreated {
 export interface ContactUpdated {
   contact?: Contact | undefined;
   changedFields: string[];
+  changes: FieldChange[];
 }
 
 /** crm.contacts.contact.deleted */
@@ -102,7 +106,7 @@ export const CompanyCreated: MessageFns<CompanyCreated> = {
 };
 
 function createBaseCompanyUpdated(): CompanyUpdated {
-  return { company: undefined, changedFields: [] };
+  return { company: undefined, changedFields: [], changes: [] };
 }
 
 export const CompanyUpdated: MessageFns<CompanyUpdated> = {
@@ -112,6 +116,9 @@ export const CompanyUpdated: MessageFns<CompanyUpdated> = {
     }
     for (const v of message.changedFields) {
       writer.uint32(18).string(v!);
+    }
+    for (const v of message.changes) {
+      FieldChange.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -145,6 +152,14 @@ export const CompanyUpdated: MessageFns<CompanyUpdated> = {
             message.changedFields.push(reader.string());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.changes.push(FieldChange.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -166,6 +181,7 @@ export const CompanyUpdated: MessageFns<CompanyUpdated> = {
       ? Company.fromPartial(object.company)
       : undefined;
     message.changedFields = object.changedFields?.map((e) => e) || [];
+    message.changes = object.changes?.map((e) => FieldChange.fromPartial(e)) || [];
     return message;
   },
 };
@@ -283,7 +299,7 @@ export const ContactCreated: MessageFns<ContactCreated> = {
 };
 
 function createBaseContactUpdated(): ContactUpdated {
-  return { contact: undefined, changedFields: [] };
+  return { contact: undefined, changedFields: [], changes: [] };
 }
 
 export const ContactUpdated: MessageFns<ContactUpdated> = {
@@ -293,6 +309,9 @@ export const ContactUpdated: MessageFns<ContactUpdated> = {
     }
     for (const v of message.changedFields) {
       writer.uint32(18).string(v!);
+    }
+    for (const v of message.changes) {
+      FieldChange.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -326,6 +345,14 @@ export const ContactUpdated: MessageFns<ContactUpdated> = {
             message.changedFields.push(reader.string());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.changes.push(FieldChange.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -347,6 +374,7 @@ export const ContactUpdated: MessageFns<ContactUpdated> = {
       ? Contact.fromPartial(object.contact)
       : undefined;
     message.changedFields = object.changedFields?.map((e) => e) || [];
+    message.changes = object.changes?.map((e) => FieldChange.fromPartial(e)) || [];
     return message;
   },
 };
