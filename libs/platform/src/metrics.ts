@@ -14,6 +14,7 @@ export class PlatformMetrics {
   readonly consumerProcessed: Counter<'consumer' | 'outcome'>;
   readonly consumerRedeliveries: Counter<'consumer'>;
   readonly consumerPoison: Counter<'consumer'>;
+  readonly consumerUnhandled: Counter<'consumer' | 'type'>;
   readonly consumerLag: Gauge<'consumer'>;
 
   constructor(service: string) {
@@ -33,7 +34,7 @@ export class PlatformMetrics {
     this.outboxPublished = new Counter({ name: 'outbox_published_total', help: 'events published to JetStream', registers: r });
     this.consumerProcessed = new Counter({
       name: 'consumer_messages_total',
-      help: 'messages handled by outcome (applied, duplicate, retried, poison)',
+      help: 'messages handled by outcome (applied, duplicate, unhandled, retried, poison)',
       labelNames: ['consumer', 'outcome'],
       registers: r,
     });
@@ -47,6 +48,13 @@ export class PlatformMetrics {
       name: 'consumer_poison_messages_total',
       help: 'messages terminated after max deliveries or as undecodable',
       labelNames: ['consumer'],
+      registers: r,
+    });
+    // by type: a type showing up here that should be handled points at a missing registration
+    this.consumerUnhandled = new Counter({
+      name: 'consumer_unhandled_events_total',
+      help: 'events acked without effect because no handler is registered for their type',
+      labelNames: ['consumer', 'type'],
       registers: r,
     });
     this.consumerLag = new Gauge({

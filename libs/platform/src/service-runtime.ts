@@ -3,7 +3,7 @@ import type { Options } from '@mikro-orm/postgresql';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { startGrpcServer, type ServiceBinding } from './grpc/server.ts';
 import { createLogger, type Logger } from './logger.ts';
-import { startEventConsumer, type EventHandler } from './messaging/consumer.ts';
+import { indexEventHandlers, startEventConsumer, type EventHandlerSpec } from './messaging/consumer.ts';
 import { connectNats, ensureEventStream, jetstreamManager } from './messaging/nats.ts';
 import { OutboxRelay } from './messaging/relay.ts';
 import { PlatformMetrics } from './metrics.ts';
@@ -33,10 +33,21 @@ export interface ServiceDefinitionSpec {
   migrations: MigrationObject[];
   /** gRPC services, built once the ORM is open. */
   grpc: (deps: RuntimeDeps) => ServiceBinding[];
-  /** Durable consumers: name → subject filter and handler. */
-  consumers?: (deps: RuntimeDeps) => { durable: string; filterSubject: string; handle: EventHandler }[];
+  /** Durable consumers, each with one handler per event type it applies. */
+  consumers?: (deps: RuntimeDeps) => ConsumerDefinition[];
   /** Whether this service writes events (runs an outbox relay). Default true. */
   relay?: boolean;
+}
+
+/**
+ * One durable consumer of a service: JetStream durable `durable` (also its inbox key) on
+ * `filterSubject`, dispatching by event type to `handlers` (built with `onEvent`). Two handlers
+ * for one type, or none at all, fail the boot with `EventHandlerRegistrationError`.
+ */
+export interface ConsumerDefinition {
+  durable: string;
+  filterSubject: string;
+  handlers: readonly EventHandlerSpec[];
 }
 
 export interface RuntimeDeps {
@@ -66,6 +77,16 @@ export async function startService(spec: ServiceDefinitionSpec, config: RuntimeC
   const nc = await connectNats(config.NATS_URL, spec.name, logger);
   await ensureEventStream(await jetstreamManager(nc), config.NATS_STREAM_REPLICAS ?? 1);
   const deps: RuntimeDeps = { orm, nc, logger, metrics };
+  // checked before any port opens or consumer starts, so a wiring mistake fails boot with nothing left running
+  let consumerDefinitions: ConsumerDefinition[];
+  try {
+    consumerDefinitions = spec.consumers?.(deps) ?? [];
+    for (const c of consumerDefinitions) indexEventHandlers(c.durable, c.handlers);
+  } catch (err) {
+    await nc.close();
+    await orm.close();
+    throw err;
+  }
 
   const grpc = await startGrpcServer({ host: config.GRPC_HOST, port: config.GRPC_PORT, services: spec.grpc(deps), logger, metrics });
   let relay: OutboxRelay | undefined;
@@ -74,8 +95,8 @@ export async function startService(spec: ServiceDefinitionSpec, config: RuntimeC
     await relay.start();
   }
   const consumers = await Promise.all(
-    (spec.consumers?.(deps) ?? []).map((c) =>
-      startEventConsumer({ orm, nc, logger, metrics, schema: spec.schema, durable: c.durable, filterSubject: c.filterSubject, handle: c.handle }),
+    consumerDefinitions.map((c) =>
+      startEventConsumer({ orm, nc, logger, metrics, schema: spec.schema, durable: c.durable, filterSubject: c.filterSubject, handlers: c.handlers }),
     ),
   );
   const ops = await startOpsServer({
