@@ -5,6 +5,7 @@ import { createDatabase, dropDatabase, ensurePostgres, startNatsServer, waitFor,
 import { runWithContext } from '@crm/platform';
 
 export { waitFor };
+export * from './schema.ts';
 
 /** Realm export that drives the dev issuer (and real Keycloak). */
 export const REALM_FILE = resolve(import.meta.dirname, '../../../deploy/keycloak/realm-crm.json');

@@ -9,10 +9,11 @@ export const CompanyProjection = defineEntity({
   name: 'CompanyProjection',
   tableName: 'company_projection',
   filters: tenantFilter,
+  indexes: [{ name: 'company_projection_industry_idx', properties: ['organizationId', 'industry'] }],
   properties: {
     organizationId: p.uuid().primary(),
     companyId: p.uuid().primary(),
-    industry: p.text(),
+    industry: p.text().default(''),
     updatedAt: p.datetime(),
   },
 });

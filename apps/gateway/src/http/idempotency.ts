@@ -8,40 +8,18 @@ import { problem, sendProblem } from './problem.ts';
 const RETENTION_HOURS = 24;
 
 /**
- * Postgres-backed `Idempotency-Key` store (schema `gateway`). A POST with a key runs once per
- * (organization, user, key): a retry with the same body gets the stored status, headers and body
- * (`Idempotent-Replayed: true`); the same key with a different body is 422; a retry while the
- * first is still running is 409. Failed (5xx) attempts release the key so the client may retry.
- * Follows draft-ietf-httpapi-idempotency-key-header.
+ * Postgres-backed `Idempotency-Key` store (table `gateway.idempotency_key`, created by the
+ * gateway's migrations at boot). A POST with a key runs once per (organization, user, key): a retry
+ * with the same body gets the stored status, headers and body (`Idempotent-Replayed: true`); the
+ * same key with a different body is 422; a retry while the first is still running is 409. Failed
+ * (5xx) attempts release the key so the client may retry. Follows
+ * draft-ietf-httpapi-idempotency-key-header.
  */
 export class IdempotencyStore {
   readonly #pool: pg.Pool;
 
   constructor(databaseUrl: string) {
     this.#pool = new pg.Pool({ connectionString: databaseUrl, max: 5 });
-  }
-
-  /** Creates schema and table if absent (idempotent DDL under an advisory lock). */
-  async migrate(): Promise<void> {
-    const client = await this.#pool.connect();
-    try {
-      await client.query("select pg_advisory_lock(hashtext('migrate:gateway'))");
-      await client.query('create schema if not exists gateway');
-      await client.query(`create table if not exists gateway.idempotency_key (
-        organization_id uuid not null,
-        user_id text not null,
-        key text not null,
-        request_hash text not null,
-        response_status integer null,
-        response_headers jsonb null,
-        response_body jsonb null,
-        created_at timestamptz not null default now(),
-        primary key (organization_id, user_id, key)
-      )`);
-      await client.query("select pg_advisory_unlock(hashtext('migrate:gateway'))");
-    } finally {
-      client.release();
-    }
   }
 
   /** True when the database answers. */

@@ -37,6 +37,21 @@ export function domainEvent<T>(subject: string, dataSchema: string, codec: Event
 export const OutboxMessage = defineEntity({
   name: 'OutboxMessage',
   tableName: 'outbox',
+  indexes: [
+    { name: 'outbox_unpublished_idx', properties: ['id'], where: 'published_at is null' },
+    { name: 'outbox_published_at_idx', properties: ['publishedAt'], where: 'published_at is not null' },
+  ],
+  triggers: [
+    {
+      // the trigger calls function `outbox_notify()`, not MikroORM's `outbox_outbox_notify_fn`
+      // naming convention, so it is declared as raw DDL; MikroORM then compares it by name only
+      name: 'outbox_notify',
+      timing: 'after',
+      events: ['insert'],
+      forEach: 'statement',
+      expression: 'create trigger outbox_notify after insert on outbox for each statement execute function outbox_notify()',
+    },
+  ],
   properties: {
     id: p.uuid().primary(),
     subject: p.text(),

@@ -22,20 +22,24 @@ export const tenantFilter = {
   },
 };
 
-/**
- * Opens the service's database: schema `schema` (created if absent), explicit `entities`, and the
- * committed `migrations` applied at boot under a Postgres advisory lock so several replicas may
- * boot at once. `clientUrl` is a postgres:// URL.
- */
-export async function openDatabase(options: {
+/** What {@link runMigrations} needs: where, which schema, its entities and committed migrations. */
+export interface MigrationOptions {
+  /** postgres:// URL. */
   clientUrl: string;
+  /** Postgres schema the migrations run in (created if absent); also names the advisory lock. */
   schema: string;
   entities: NonNullable<Options['entities']>;
+  /** Committed migrations in order; each runs once (recorded in `<schema>.mikro_orm_migrations`). */
   migrations: MigrationObject[];
   logger: Logger;
-  poolMax?: number;
-}): Promise<Orm> {
-  await migrate(options);
+}
+
+/**
+ * Opens the service's database: schema `schema` (created if absent), explicit `entities`, and the
+ * committed `migrations` applied at boot by {@link runMigrations}. `clientUrl` is a postgres:// URL.
+ */
+export async function openDatabase(options: MigrationOptions & { poolMax?: number }): Promise<Orm> {
+  await runMigrations(options);
   return MikroORM.init({
     clientUrl: options.clientUrl,
     schema: options.schema,
@@ -48,7 +52,15 @@ export async function openDatabase(options: {
   });
 }
 
-async function migrate(options: Parameters<typeof openDatabase>[0]): Promise<void> {
+/**
+ * Applies the pending committed `migrations` to schema `schema` (created if absent) in one
+ * transaction (all or nothing), under the session advisory lock `hashtext('migrate:<schema>')`
+ * so several replicas may boot at once: the first migrates, the others wait and find nothing left
+ * to do. Logs the names it applied. Rejects with the database error of a failing migration (none
+ * of this run's migrations stay applied) or when Postgres is unreachable. Opens and closes its own
+ * connections, so a process that needs no ORM for requests (the gateway) can call it alone.
+ */
+export async function runMigrations(options: MigrationOptions): Promise<void> {
   const lockClient = new pg.Client({ connectionString: options.clientUrl });
   await lockClient.connect();
   try {
