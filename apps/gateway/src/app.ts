@@ -1,24 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import { rateLimit, ipKeyGenerator } from 'express-rate-limit';
 import swaggerUi from 'swagger-ui-express';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { grpcHealthClient } from './grpc-health.ts';
-import { analyticsV1, contactV1, contactsV1 } from '@crm/contracts';
-import { createLogger, insecure, loadConfig, runChecks } from '@crm/platform';
-import { authenticate, createTokenVerifier, type AccessTokenClaims } from './auth/keycloak.auth.ts';
-import { tenantContext } from './auth/tenant.ts';
+import { createLogger, loadConfig, runChecks, runMigrations } from '@crm/platform';
+import { createTokenVerifier } from './auth/keycloak.auth.ts';
+import { BACKENDS, connectBackends } from './backends.ts';
 import { configSchema, type GatewayConfig } from './config.ts';
 
 export { configSchema, type GatewayConfig };
-import { crudRouter } from './http/crud.router.ts';
+import { apiRouter } from './http/api.router.ts';
+import { IdempotencyKey } from './http/idempotency.entity.ts';
 import { IdempotencyStore } from './http/idempotency.ts';
+import { migrations } from './migrations/index.ts';
 import { errorHandler, problem, sendProblem } from './http/problem.ts';
 import { buildOpenApi } from './openapi/openapi.ts';
-import { analyticsRouter } from './resources/analytics.ts';
-import { companiesResource } from './resources/companies.ts';
-import { contactsResource } from './resources/contacts.ts';
 
 /** A running gateway: its base URL and an orderly `close()`. */
 export interface GatewayHandle {
@@ -28,21 +24,25 @@ export interface GatewayHandle {
 }
 
 /**
- * Composition root of the gateway: config → idempotency store (schema `gateway`) → gRPC clients →
- * Express app (request id, metrics, auth, tenant, rate limit, resources, problems) → listen.
+ * Schema `gateway`: the idempotency-key table's entity and the committed migrations that create
+ * it; the schema test holds the two to agreement.
+ */
+export const gatewaySchema = { schema: 'gateway', entities: [IdempotencyKey], migrations };
+
+/**
+ * Composition root of the gateway: config → migrations of schema `gateway` (the services' runner,
+ * no ORM kept open) → idempotency store → backends (backends.ts: a gRPC channel and routes each)
+ * → Express app (request id, metrics, /api/v1: auth, rate limit, tenant, routes; problems) → listen.
  */
 export async function createGateway(config: GatewayConfig = loadConfig(configSchema)): Promise<GatewayHandle> {
   const logger = createLogger('gateway', config.LOG_LEVEL);
+  await runMigrations({ clientUrl: config.DATABASE_URL, ...gatewaySchema, logger });
   const idempotency = new IdempotencyStore(config.DATABASE_URL);
-  await idempotency.migrate();
 
-  const companies = new contactsV1.CompanyServiceClient(config.CONTACTS_GRPC_URL, insecure());
-  const contacts = new contactV1.ContactServiceClient(config.CONTACTS_GRPC_URL, insecure());
-  const analytics = new analyticsV1.AnalyticsServiceClient(config.ANALYTICS_GRPC_URL, insecure());
-  const health = { contacts: grpcHealthClient(config.CONTACTS_GRPC_URL), analytics: grpcHealthClient(config.ANALYTICS_GRPC_URL) };
-  const resources = [companiesResource(companies, config.GRPC_DEADLINE_MS), contactsResource(contacts, config.GRPC_DEADLINE_MS)];
+  const backends = connectBackends(BACKENDS, config, { deadlineMs: config.GRPC_DEADLINE_MS, idempotency });
+  const routes = backends.flatMap((b) => b.routes);
   const issuerUrl = `${config.KEYCLOAK_URL.replace(/\/$/, '')}/realms/${config.KEYCLOAK_REALM}`;
-  const openapi = buildOpenApi(resources as unknown as Parameters<typeof buildOpenApi>[0], issuerUrl);
+  const openapi = buildOpenApi(routes, issuerUrl);
   const verifier = createTokenVerifier({
     authServerUrl: config.KEYCLOAK_URL.replace(/\/$/, ''),
     realm: config.KEYCLOAK_REALM,
@@ -85,8 +85,7 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
   app.get('/readyz', async (_req, res) => {
     const checks = await runChecks({
       database: () => idempotency.ping(),
-      contacts: () => health.contacts.serving(),
-      analytics: () => health.analytics.serving(),
+      ...Object.fromEntries(backends.map((b) => [b.name, () => b.ready()])),
     });
     const ok = Object.values(checks).every(Boolean);
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not ready', checks });
@@ -99,33 +98,20 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
   });
   app.use('/api/docs', swaggerUi.serve, swaggerUi.setup(undefined, { swaggerOptions: { url: '/api/v1/openapi.json' }, customSiteTitle: 'CRM API' }));
 
-  const api = express.Router();
-  api.use(express.json({ limit: '1mb', type: ['application/json', 'application/*+json'] }));
-  api.use(
-    authenticate(verifier, config.KEYCLOAK_REALM, (reason) => {
-      rejectedTokens.inc();
-      logger.info({ reason }, 'access token refused');
-    }),
-  );
-  api.use(
-    rateLimit({
-      windowMs: 60_000,
-      limit: config.RATE_LIMIT_PER_MINUTE,
-      standardHeaders: 'draft-8',
-      legacyHeaders: false,
-      keyGenerator: (req, res) => (res.locals['claims'] as AccessTokenClaims | undefined)?.sub ?? ipKeyGenerator(req.ip ?? ''),
-      handler: (_req, res, _next, options) => {
-        sendProblem(res, problem(429, 'rate-limited', 'Too many requests', { detail: `limit is ${String(options.limit)} requests per minute` }), {
-          'Retry-After': String(Math.ceil(options.windowMs / 1000)),
-        });
+  app.use(
+    '/api/v1',
+    apiRouter({
+      routes,
+      verifier,
+      realm: config.KEYCLOAK_REALM,
+      rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
+      logger,
+      onInvalidToken: (reason) => {
+        rejectedTokens.inc();
+        logger.info({ reason }, 'access token refused');
       },
     }),
   );
-  api.use(tenantContext());
-  for (const r of resources) api.use(`/${r.plural}`, crudRouter(r as Parameters<typeof crudRouter>[0], idempotency));
-  api.use('/analytics', analyticsRouter(analytics, config.GRPC_DEADLINE_MS));
-  api.use((req, res) => sendProblem(res, problem(404, 'not-found', 'Not found', { detail: `no route ${req.method} ${req.originalUrl}` })));
-  app.use('/api/v1', api);
   app.use((req, res) => sendProblem(res, problem(404, 'not-found', 'Not found', { detail: `no route ${req.method} ${req.originalUrl}` })));
   app.use(errorHandler(logger));
 
@@ -145,9 +131,7 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
         server.close(() => resolve());
         server.closeIdleConnections();
       });
-      for (const c of [companies, contacts, analytics]) c.close();
-      health.contacts.close();
-      health.analytics.close();
+      for (const b of backends) b.close();
       await idempotency.close();
     },
   };

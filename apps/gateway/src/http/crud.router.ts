@@ -1,10 +1,8 @@
-import { Router, type Request, type Response } from 'express';
-import { DomainError, type Role } from '@crm/platform';
+import type { Role } from '@crm/platform';
 import { z } from 'zod';
-import { READ_ROLES, requireRole, WRITE_ROLES } from '../auth/tenant.ts';
-import { etagOf, expectedVersion } from './etag.ts';
+import { READ_ROLES, WRITE_ROLES } from '../auth/tenant.ts';
 import type { IdempotencyStore } from './idempotency.ts';
-import { sendProblem, validationProblem } from './problem.ts';
+import { defineRoute, json, jsonBody, noContent, type Route } from './route.ts';
 
 /** Query of every list endpoint: `limit` 1..200 (default 50), opaque `cursor`. */
 export const listQueryBase = z.strictObject({
@@ -36,65 +34,98 @@ export interface CrudSpec<R extends { id: string; version: number }, C, P, Q> {
   remove(id: string, expectedVersion: string | undefined): Promise<void>;
 }
 
-function parse<T>(schema: z.ZodType<T>, value: unknown, where: 'body' | 'query', res: Response): T | undefined {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  sendProblem(res, validationProblem(result.error, where));
-  return undefined;
-}
+/** The path parameter of a record; not checked as a UUID here: the services answer 404 for a malformed id. */
+const recordParams = z.strictObject({ id: z.string().meta({ format: 'uuid', description: 'record id (UUIDv7)' }) });
 
-/** The If-Match version as proto int64 (string); undefined when there is no precondition. */
-function ifMatch(req: Request): string | undefined {
-  const v = expectedVersion(req.get('if-match') ?? undefined);
-  if (v === null) throw new DomainError('precondition_failed', 'VERSION_MISMATCH', 'If-Match does not match the current ETag');
-  return v === undefined ? undefined : String(v);
+/** `line-items` → `LineItems` (operationIds). */
+function pascal(name: string): string {
+  return name
+    .split(/[^A-Za-z0-9]+/)
+    .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+    .join('');
 }
 
 /**
- * Express router for a {@link CrudSpec} under `/api/v1/<plural>`: strict JSON bodies (unknown
- * fields → 400), `Idempotency-Key` on POST, `ETag` on reads and writes, `If-Match` on PATCH and
- * DELETE (stale → 412), read roles for GET and write roles for the rest.
+ * The five routes of a {@link CrudSpec} under `/api/v1/<plural>` (operationIds `list<Plural>`,
+ * `create<Singular>`, `get…`, `update…`, `delete…`): strict JSON bodies (unknown fields → 400),
+ * `Idempotency-Key` on POST, `ETag` on reads and writes, `Location` on create, `If-Match` on
+ * PATCH and DELETE (stale → 412), a PATCH naming no field → 400, read roles for GET and
+ * `writeRoles` for the rest.
  */
-export function crudRouter<R extends { id: string; version: number }, C, P, Q>(
+export function crudRoutes<R extends { id: string; version: number }, C, P, Q>(
   spec: CrudSpec<R, C, P, Q>,
   idempotency: IdempotencyStore,
-  writeRoles: Role[] = WRITE_ROLES,
-): Router {
-  const router = Router();
-  const base = `/api/v1/${spec.plural}`;
-
-  router.get('/', requireRole(...READ_ROLES), async (req, res) => {
-    const query = parse(spec.schemas.query, req.query, 'query', res);
-    if (query === undefined) return;
-    res.json(await spec.list(query));
-  });
-
-  router.post('/', requireRole(...writeRoles), idempotency.middleware(), async (req, res) => {
-    const body = parse(spec.schemas.create, req.body, 'body', res);
-    if (body === undefined) return;
-    const created = await spec.create(body);
-    res.status(201).location(`${base}/${created.id}`).set('ETag', etagOf(created.version)).json(created);
-  });
-
-  router.get('/:id', requireRole(...READ_ROLES), async (req, res) => {
-    const found = await spec.get(String(req.params['id']));
-    res.set('ETag', etagOf(found.version)).json(found);
-  });
-
-  router.patch('/:id', requireRole(...writeRoles), async (req, res) => {
-    const body = parse(spec.schemas.patch, req.body, 'body', res);
-    if (body === undefined) return;
-    const fields = Object.keys(body as object);
-    if (fields.length === 0)
-      return sendProblem(res, validationProblem(new z.ZodError([{ code: 'custom', path: [], message: 'name at least one field to change', input: body }])));
-    const updated = await spec.update(String(req.params['id']), body, fields, ifMatch(req));
-    res.set('ETag', etagOf(updated.version)).json(updated);
-  });
-
-  router.delete('/:id', requireRole(...writeRoles), async (req, res) => {
-    await spec.remove(String(req.params['id']), ifMatch(req));
-    res.status(204).end();
-  });
-
-  return router;
+  writeRoles: readonly Role[] = WRITE_ROLES,
+): Route[] {
+  const path = `/${spec.plural}`;
+  const tag = spec.plural;
+  const one = pascal(spec.singular);
+  const version = (r: R): number => r.version;
+  const page = z.object({ data: z.array(spec.schemas.resource), nextCursor: z.string().nullable() });
+  return [
+    defineRoute({
+      method: 'get',
+      path,
+      operationId: `list${pascal(spec.plural)}`,
+      summary: `List ${spec.plural}`,
+      tag,
+      roles: READ_ROLES,
+      query: spec.schemas.query,
+      response: json(page, { description: 'one page; pass nextCursor as cursor for the next' }),
+      handler: ({ query }) => spec.list(query),
+    }),
+    defineRoute({
+      method: 'post',
+      path,
+      operationId: `create${one}`,
+      summary: `Create a ${spec.singular}`,
+      tag,
+      roles: writeRoles,
+      idempotency,
+      body: spec.schemas.create,
+      response: json(spec.schemas.resource, { status: 201, etag: version, location: (r) => `/api/v1${path}/${r.id}` }),
+      problems: { '409': 'duplicate', '422': 'business rule violated' },
+      handler: ({ body }) => spec.create(body),
+    }),
+    defineRoute({
+      method: 'get',
+      path: `${path}/:id`,
+      operationId: `get${one}`,
+      summary: `Get a ${spec.singular}`,
+      tag,
+      roles: READ_ROLES,
+      params: recordParams,
+      response: json(spec.schemas.resource, { description: 'found', etag: version }),
+      problems: { '404': 'not found (or another organization’s)' },
+      handler: ({ params }) => spec.get(params.id),
+    }),
+    defineRoute({
+      method: 'patch',
+      path: `${path}/:id`,
+      operationId: `update${one}`,
+      summary: `Change a ${spec.singular}`,
+      tag,
+      roles: writeRoles,
+      params: recordParams,
+      // checked with the body, before If-Match, as a body problem
+      body: jsonBody(spec.schemas.patch, (body) => (Object.keys(body as object).length ? undefined : 'name at least one field to change')),
+      ifMatch: true,
+      response: json(spec.schemas.resource, { description: 'changed', etag: version }),
+      problems: { '404': 'not found', '409': 'duplicate', '422': 'business rule violated' },
+      handler: ({ params, body, expectedVersion }) => spec.update(params.id, body, Object.keys(body as object), expectedVersion),
+    }),
+    defineRoute({
+      method: 'delete',
+      path: `${path}/:id`,
+      operationId: `delete${one}`,
+      summary: `Delete a ${spec.singular} (soft delete)`,
+      tag,
+      roles: writeRoles,
+      params: recordParams,
+      ifMatch: true,
+      response: noContent('deleted'),
+      problems: { '404': 'not found', '422': 'business rule violated' },
+      handler: ({ params, expectedVersion }) => spec.remove(params.id, expectedVersion),
+    }),
+  ];
 }

@@ -1,8 +1,11 @@
 import { z } from 'zod';
-import type { CrudSpec } from '../http/crud.router.ts';
-import { overviewSchema } from '../resources/analytics.ts';
+import type { Route } from '../http/route.ts';
 
-const problemSchema = z
+/** A JSON object of the OpenAPI document (operation, response, schema…). */
+export type JsonObject = { [key: string]: unknown };
+
+/** RFC 9457 problem details, the body of every error response (component `Problem`). */
+export const problemSchema = z
   .object({
     type: z.string().describe('stable problem type URI, e.g. urn:crm:problem:validation-error'),
     title: z.string(),
@@ -14,134 +17,99 @@ const problemSchema = z
   })
   .meta({ id: 'Problem', description: 'RFC 9457 problem details' });
 
-type AnySpec = CrudSpec<{ id: string; version: number }, unknown, unknown, unknown>;
+const COMPONENTS = '#/components/schemas/';
+const ref = (id: string): JsonObject => ({ $ref: `${COMPONENTS}${id}` });
 
-const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
-const idOf = (schema: z.ZodType): string => {
-  const id = z.globalRegistry.get(schema)?.id;
-  if (!id) throw new Error('schema without a meta id');
-  return id;
-};
-const problemResponse = (description: string) => ({ description, content: { 'application/problem+json': { schema: ref('Problem') } } });
-const errors = {
-  '400': problemResponse('invalid request (field errors listed)'),
-  '401': problemResponse('missing or invalid access token'),
-  '403': problemResponse('role does not allow it'),
-  '429': problemResponse('rate limit exceeded (see Retry-After)'),
-};
-
-function queryParameters(schema: z.ZodType): object[] {
-  const shape = schema instanceof z.ZodObject ? (schema.shape as Record<string, z.ZodType>) : {};
-  return Object.entries(shape).map(([name, s]) => ({ name, in: 'query', required: false, schema: z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' }) }));
+/** A response entry carrying problem details. */
+export function problemResponse(description: string): JsonObject {
+  return { description, content: { 'application/problem+json': { schema: ref('Problem') } } };
 }
 
-function crudPaths(spec: AnySpec): Record<string, object> {
-  const tag = spec.plural;
-  const resource = idOf(spec.schemas.resource);
-  const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } };
-  const ifMatch = {
-    name: 'If-Match',
-    in: 'header',
-    required: false,
-    schema: { type: 'string' },
-    description: 'ETag from a previous read; a stale one answers 412',
-  };
-  const etag = { ETag: { schema: { type: 'string' }, description: 'quoted record version' } };
-  const one = { content: { 'application/json': { schema: ref(resource) } }, headers: etag };
-  return {
-    [`/api/v1/${spec.plural}`]: {
-      get: {
-        tags: [tag],
-        summary: `List ${spec.plural}`,
-        parameters: queryParameters(spec.schemas.query),
-        responses: {
-          '200': {
-            description: 'one page; pass nextCursor as cursor for the next',
-            content: {
-              'application/json': {
-                schema: {
-                  type: 'object',
-                  required: ['data', 'nextCursor'],
-                  properties: { data: { type: 'array', items: ref(resource) }, nextCursor: { type: ['string', 'null'] } },
-                },
-              },
-            },
-          },
-          ...errors,
-        },
-      },
-      post: {
-        tags: [tag],
-        summary: `Create a ${spec.singular}`,
-        parameters: [
-          {
-            name: 'Idempotency-Key',
-            in: 'header',
-            required: false,
-            schema: { type: 'string', maxLength: 255 },
-            description: 'retries with the same key and body replay the first response',
-          },
-        ],
-        requestBody: { required: true, content: { 'application/json': { schema: ref(idOf(spec.schemas.create)) } } },
-        responses: {
-          '201': { description: 'created', ...one },
-          ...errors,
-          '409': problemResponse('duplicate'),
-          '422': problemResponse('business rule violated'),
-        },
-      },
-    },
-    [`/api/v1/${spec.plural}/{id}`]: {
-      parameters: [idParam],
-      get: {
-        tags: [tag],
-        summary: `Get a ${spec.singular}`,
-        responses: { '200': { description: 'found', ...one }, ...errors, '404': problemResponse('not found (or another organization’s)') },
-      },
-      patch: {
-        tags: [tag],
-        summary: `Change a ${spec.singular}`,
-        parameters: [ifMatch],
-        requestBody: { required: true, content: { 'application/json': { schema: ref(idOf(spec.schemas.patch)) } } },
-        responses: {
-          '200': { description: 'changed', ...one },
-          ...errors,
-          '404': problemResponse('not found'),
-          '409': problemResponse('duplicate'),
-          '412': problemResponse('stale If-Match'),
-          '422': problemResponse('business rule violated'),
-        },
-      },
-      delete: {
-        tags: [tag],
-        summary: `Delete a ${spec.singular} (soft delete)`,
-        parameters: [ifMatch],
-        responses: {
-          '204': { description: 'deleted' },
-          ...errors,
-          '404': problemResponse('not found'),
-          '412': problemResponse('stale If-Match'),
-          '422': problemResponse('business rule violated'),
-        },
-      },
-    },
-  };
+/** Problems every API operation may answer (authentication, roles and the rate limit run before any route). */
+export const COMMON_PROBLEMS: Readonly<Record<string, string>> = {
+  '400': 'invalid request (field errors listed)',
+  '401': 'missing or invalid access token',
+  '403': 'role does not allow it',
+  '429': 'rate limit exceeded (see Retry-After)',
+};
+
+/**
+ * JSON Schema of a zod schema, inline, without the `$schema` dialect marker. Sub-schemas with a
+ * meta id become `$ref`s to the document's components (zod lifts them into `$defs`; the document
+ * carries every registered schema as a component, so the refs are rewritten there).
+ */
+export function inlineSchema(schema: z.ZodType): JsonObject {
+  const { $schema: _dialect, $defs, ...rest } = z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'input', unrepresentable: 'any' });
+  const json = JSON.stringify(rest);
+  return JSON.parse($defs ? json.replaceAll('"#/$defs/', `"${COMPONENTS}`) : json) as JsonObject;
+}
+
+/** A `$ref` to the component when the schema has a meta id, else the schema inline. */
+export function schemaOf(schema: z.ZodType): JsonObject {
+  const id = z.globalRegistry.get(schema)?.id;
+  return id ? ref(id) : inlineSchema(schema);
+}
+
+/** The fields of an object schema (empty for anything else). */
+export function shapeOf(schema: z.ZodType | undefined): Record<string, z.ZodType> {
+  return schema instanceof z.ZodObject ? (schema.shape as Record<string, z.ZodType>) : {};
+}
+
+/** Parameter objects for the fields of an object schema; `in: 'path'` ones are always required. */
+export function parametersOf(schema: z.ZodType | undefined, location: 'path' | 'query'): JsonObject[] {
+  return Object.entries(shapeOf(schema)).map(([name, s]) => ({
+    name,
+    in: location,
+    required: location === 'path' || !s.safeParse(undefined).success,
+    schema: inlineSchema(s),
+  }));
+}
+
+/** `/companies/:id` (Express, under /api/v1) → `/api/v1/companies/{id}` (OpenAPI). */
+export function openApiPath(expressPath: string): string {
+  return `/api/v1${expressPath.replace(/:(\w+)/g, '{$1}')}`;
+}
+
+/** Every `$ref` in a JSON value. */
+function refsIn(value: unknown, out: Set<string> = new Set()): Set<string> {
+  if (Array.isArray(value)) for (const v of value) refsIn(v, out);
+  else if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (k === '$ref' && typeof v === 'string') out.add(v);
+      else refsIn(v, out);
+    }
+  }
+  return out;
 }
 
 /**
- * The OpenAPI 3.1 document, generated from the zod schemas that validate requests (components
- * come from zod's JSON Schema 2020-12 output, OpenAPI 3.1's own dialect). Security: Keycloak
- * OpenID Connect bearer tokens of realm `crm`.
+ * The OpenAPI 3.1 document, generated from the routes (each carries its own operation, built from
+ * the zod schemas that validate its requests) and the zod schemas with a meta id (components, from
+ * zod's JSON Schema 2020-12 output, OpenAPI 3.1's own dialect). Security: Keycloak OpenID Connect
+ * bearer tokens of realm `crm`. Throws when two routes claim the same method and path or the same
+ * operationId, or when an operation refers to a schema that is not a component — wiring mistakes
+ * that should stop the gateway at boot rather than reach clients.
  */
-export function buildOpenApi(resources: AnySpec[], issuerUrl: string): object {
-  // touch the schemas so their ids are registered before the registry is exported
-  void [problemSchema, overviewSchema];
+export function buildOpenApi(routes: readonly Route[], issuerUrl: string): object {
+  const paths: Record<string, Record<string, JsonObject>> = {};
+  const operationIds = new Set<string>();
+  for (const route of routes) {
+    const path = openApiPath(route.path);
+    const item = (paths[path] ??= {});
+    if (item[route.method]) throw new Error(`two routes for ${route.method.toUpperCase()} ${path}`);
+    if (operationIds.has(route.operationId)) throw new Error(`two routes with operationId ${route.operationId}`);
+    operationIds.add(route.operationId);
+    item[route.method] = route.operation;
+  }
   const { schemas } = z.toJSONSchema(z.globalRegistry, {
     target: 'draft-2020-12',
     io: 'input',
     unrepresentable: 'any',
-    uri: (id) => `#/components/schemas/${id}`,
+    uri: (id) => `${COMPONENTS}${id}`,
   });
+  const components = Object.fromEntries(Object.entries(schemas).map(([id, s]) => [id, stripDialect(s)]));
+  const dangling = [...refsIn(paths)].filter((r) => !(r.startsWith(COMPONENTS) && r.slice(COMPONENTS.length) in components));
+  if (dangling.length) throw new Error(`OpenAPI refers to missing schemas: ${dangling.join(', ')}`);
   return {
     openapi: '3.1.0',
     info: {
@@ -151,18 +119,9 @@ export function buildOpenApi(resources: AnySpec[], issuerUrl: string): object {
     },
     servers: [{ url: '/' }],
     security: [{ keycloak: [] }],
-    paths: {
-      ...Object.assign({}, ...resources.map(crudPaths)),
-      '/api/v1/analytics/overview': {
-        get: {
-          tags: ['analytics'],
-          summary: 'Counts of companies and contacts (by industry)',
-          responses: { '200': { description: 'overview', content: { 'application/json': { schema: ref('AnalyticsOverview') } } }, ...errors },
-        },
-      },
-    },
+    paths,
     components: {
-      schemas: Object.fromEntries(Object.entries(schemas).map(([id, s]) => [id, stripDialect(s)])),
+      schemas: components,
       securitySchemes: {
         keycloak: {
           type: 'openIdConnect',

@@ -1,8 +1,8 @@
-import { Router } from 'express';
 import { type analyticsV1 } from '@crm/contracts';
 import { callUnary } from '@crm/platform';
 import { z } from 'zod';
-import { READ_ROLES, requireRole } from '../auth/tenant.ts';
+import { READ_ROLES } from '../auth/tenant.ts';
+import { defineRoute, json, type Route } from '../http/route.ts';
 
 export const overviewSchema = z
   .object({
@@ -12,17 +12,25 @@ export const overviewSchema = z
   })
   .meta({ id: 'AnalyticsOverview', description: 'counts projected from the event stream (eventually consistent, typically < 1 s behind)' });
 
-/** `GET /api/v1/analytics/overview` over analytics-svc. */
-export function analyticsRouter(client: analyticsV1.AnalyticsServiceClient, deadlineMs: number): Router {
-  const router = Router();
-  router.get('/overview', requireRole(...READ_ROLES), async (_req, res) => {
-    const o = await callUnary(client, client.getOverview, {}, { deadlineMs });
-    const body: z.infer<typeof overviewSchema> = {
-      companyCount: Number(o.companyCount),
-      contactCount: Number(o.contactCount),
-      companiesByIndustry: o.companiesByIndustry.map((r) => ({ industry: r.industry || null, companyCount: Number(r.companyCount) })),
-    };
-    res.json(body);
-  });
-  return router;
+/** `GET /api/v1/analytics/overview` (a singleton read) over analytics-svc. */
+export function analyticsRoutes(client: analyticsV1.AnalyticsServiceClient, deadlineMs: number): Route[] {
+  return [
+    defineRoute({
+      method: 'get',
+      path: '/analytics/overview',
+      operationId: 'getAnalyticsOverview',
+      summary: 'Counts of companies and contacts (by industry)',
+      tag: 'analytics',
+      roles: READ_ROLES,
+      response: json(overviewSchema, { description: 'overview' }),
+      handler: async () => {
+        const o = await callUnary(client, client.getOverview, {}, { deadlineMs });
+        return {
+          companyCount: Number(o.companyCount),
+          contactCount: Number(o.contactCount),
+          companiesByIndustry: o.companiesByIndustry.map((r) => ({ industry: r.industry || null, companyCount: Number(r.companyCount) })),
+        };
+      },
+    }),
+  ];
 }
