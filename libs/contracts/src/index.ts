@@ -7,3 +7,6 @@ export * as contactsV1 from './gen/crm/contacts/v1/company.ts';
 export * as contactV1 from './gen/crm/contacts/v1/contact.ts';
 export * as analyticsV1 from './gen/crm/analytics/v1/analytics.ts';
 export * as contactsEventsV1 from './gen/crm/events/v1/contacts.ts';
+export * from './records/index.ts';
+export { companyRecord } from './records/company.record.ts';
+export { contactRecord } from './records/contact.record.ts';

@@ -39,6 +39,28 @@ export function bindService<S extends ServiceDefinition>(name: string, definitio
   return { name, definition, handlers } as unknown as ServiceBinding;
 }
 
+/** A handler that reads a decoded request as plain data (generic bindings such as the records kit's). */
+export type PlainHandler = (request: Record<string, unknown>) => Promise<object>;
+
+/**
+ * Binds plain handlers by method name to a ts-proto service definition; the service's full name
+ * comes from the definition's method paths (`/crm.contacts.v1.CompanyService/CreateCompany`).
+ * Throws at boot when a handler names no method of the definition or a method has no handler.
+ */
+export function bindHandlers(definition: ServiceDefinition, handlers: Record<string, PlainHandler>): ServiceBinding {
+  const methods = Object.keys(definition);
+  const missing = methods.filter((m) => !handlers[m]);
+  const unknown = Object.keys(handlers).filter((h) => !methods.includes(h));
+  if (missing.length || unknown.length)
+    throw new Error(`handlers do not match the service: missing ${missing.join(', ') || '-'}, unknown ${unknown.join(', ') || '-'}`);
+  const name = /^\/([^/]+)\//.exec(definition[methods[0] ?? '']?.path ?? '')?.[1] ?? '';
+  const wrapped: Record<string, (request: unknown) => Promise<unknown>> = {};
+  for (const [method, handle] of Object.entries(handlers)) {
+    wrapped[method] = (request) => handle(typeof request === 'object' && request !== null ? (request as Record<string, unknown>) : {});
+  }
+  return { name, definition, handlers: wrapped as UnaryHandlers<ServiceDefinition> };
+}
+
 export interface GrpcServerHandle {
   port: number;
   health: HealthImplementation;

@@ -1,0 +1,4 @@
+/** The records kit's declaration side: field kinds, rules, `defineRecord`. */
+export * from './fields.ts';
+export * from './schemas.ts';
+export * from './record.ts';

@@ -1,0 +1,144 @@
+import { z } from 'zod';
+import { assertNever, enumNames, formatAmount, isBlankText, type FieldSpec, type Money } from './fields.ts';
+
+/**
+ * The rules of each field kind as zod schemas over the value shape (null = absent). The gateway
+ * validates REST bodies with them and the services normalise the fields a write changes with the
+ * very same schemas, so each rule — e-mail, money, text limits — exists once in the suite.
+ */
+
+// Postgres text cannot hold NUL, and a lone surrogate has no UTF-8 encoding: refuse both (400)
+// instead of failing at the database or being silently replaced.
+const storable = (s: z.ZodString) => s.refine((v) => !v.includes('\u0000') && v.isWellFormed(), 'must not contain NUL characters or unpaired surrogates');
+
+// Dialable characters: optional +, digits with spaces, dots, dashes, parentheses.
+const PHONE = /^\+?[0-9 ().-]{5,30}$/;
+// RFC 1035 labels, at least one dot, no scheme or path.
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+
+/** ISO 4217 codes this runtime knows (ICU's list), so a made-up code such as `XYZ` is refused. */
+const CURRENCIES = new Set(Intl.supportedValuesOf('currency'));
+
+/**
+ * The suite's one money rule (architecture "Data rules"): a decimal string with at most 15 integer
+ * and 4 fraction digits (`numeric(19,4)`) and an existing upper-case ISO 4217 code. The amount is
+ * normalised by {@link formatAmount} (2–4 fraction digits, never rounded).
+ */
+export const moneySchema = z
+  .strictObject({
+    amount: z.string().regex(/^-?\d{1,15}(\.\d{1,4})?$/, 'a decimal string such as "1250.00" (at most 15 integer and 4 fraction digits)'),
+    currency: z.string().refine((c) => /^[A-Z]{3}$/.test(c) && CURRENCIES.has(c), 'an existing upper-case ISO 4217 code such as "USD"'),
+  })
+  .transform((m): Money => ({ amount: formatAmount(m.amount), currency: m.currency }))
+  .meta({ id: 'Money', example: { amount: '1250.00', currency: 'EUR' } });
+
+/**
+ * The suite's one e-mail rule: WHATWG "valid e-mail address" syntax (what browsers accept, not
+ * full RFC 5322), at most 254 characters (RFC 5321 path limit), trimmed and lower-cased.
+ */
+export const emailSchema = z
+  .string()
+  .trim()
+  .max(254)
+  .toLowerCase()
+  .pipe(z.email({ pattern: z.regexes.html5Email, message: 'must be an e-mail address' }));
+
+const part = (max: number) =>
+  storable(z.string().trim().max(max))
+    .nullish()
+    .transform((s) => (s ? s : null));
+
+/** Postal address; an address whose parts are all empty is no address (null). */
+export const addressSchema = z
+  .strictObject({ street: part(200), city: part(100), region: part(100), postalCode: part(20), country: part(100) })
+  .transform((a) => (Object.values(a).every((p) => p === null) ? null : a))
+  .meta({ id: 'PostalAddress' });
+
+/**
+ * The schema of one field's value (input side: what a client may send for it). Nullable kinds
+ * accept null (= clear); text is trimmed and an empty optional text becomes null.
+ */
+export function fieldSchema(spec: FieldSpec): z.ZodType {
+  const schema = inputOf(spec);
+  return spec.description ? schema.describe(spec.description) : schema;
+}
+
+function inputOf(spec: FieldSpec): z.ZodType {
+  switch (spec.kind) {
+    case 'text': {
+      let s = storable(z.string().trim().max(spec.max));
+      if (spec.format === 'domain') s = s.toLowerCase().regex(DOMAIN, 'must be a domain name such as example.com');
+      if (spec.format === 'phone') s = s.regex(PHONE, 'must be a phone number such as +1 555 0100');
+      if (isBlankText(spec)) return spec.required ? s.min(1, 'is required') : s;
+      return s.nullable().transform((v) => v || null);
+    }
+    case 'int':
+      return z
+        .int()
+        .min(spec.min ?? -(2 ** 31))
+        .max(spec.max ?? 2 ** 31 - 1)
+        .nullable();
+    case 'decimal': {
+      const i = spec.precision - spec.scale;
+      const message = `a decimal string with at most ${i} integer and ${spec.scale} fraction digits`;
+      return z
+        .string()
+        .regex(new RegExp(`^-?\\d{1,${i}}(\\.\\d{1,${spec.scale}})?$`), message)
+        .nullable();
+    }
+    case 'owner':
+      return storable(z.string().min(1).max(100)).nullable();
+    case 'bool':
+      return z.boolean();
+    case 'tags':
+      return z.array(z.uuid()).max(100);
+    case 'timestamp':
+      return z.coerce.date().nullable();
+    default:
+      return valueSchema(spec).nullable();
+  }
+}
+
+/** The schema of a field's value as served (output side, for OpenAPI). */
+export function fieldOutputSchema(spec: FieldSpec): z.ZodType {
+  switch (spec.kind) {
+    case 'text':
+      return isBlankText(spec) ? z.string() : z.string().nullable();
+    case 'int':
+      return z.int().nullable();
+    case 'decimal':
+      return z.string().nullable();
+    case 'owner':
+      return z.string();
+    case 'bool':
+      return z.boolean();
+    case 'tags':
+      return z.array(z.uuid());
+    case 'timestamp':
+      return z.iso.datetime().nullable();
+    default:
+      return valueSchema(spec).nullable();
+  }
+}
+
+/** The kinds whose input and output schemas are the same. */
+function valueSchema(spec: Exclude<FieldSpec, { kind: 'text' | 'int' | 'decimal' | 'owner' | 'bool' | 'tags' | 'timestamp' }>): z.ZodType {
+  switch (spec.kind) {
+    case 'email':
+      return emailSchema;
+    case 'money':
+      return moneySchema;
+    case 'address':
+      return addressSchema;
+    case 'date':
+      return z.iso.date();
+    case 'enum':
+      return z.enum(enumNames(spec.values) as [string, ...string[]]);
+    case 'ref':
+      return z.uuid();
+    case 'json':
+      return z.record(z.string(), z.unknown());
+    default:
+      return assertNever(spec);
+  }
+}

@@ -1,0 +1,319 @@
+import {
+  CheckConstraintViolationException,
+  ForeignKeyConstraintViolationException,
+  NotNullConstraintViolationException,
+  UniqueConstraintViolationException,
+  type EntitySchema,
+} from '@mikro-orm/core';
+import {
+  fieldSchema,
+  formatAmount,
+  isBlankText,
+  pascalCase,
+  screamingCase,
+  snakeCase,
+  valuesMessage,
+  type FieldSpec,
+  type RecordDeclaration,
+  type ValuesOf,
+} from '@crm/contracts';
+import { hasAnyRole, requireContext, type RequestContext } from '../context.ts';
+import { DomainError, notFound, versionMismatch, type FieldViolation } from '../errors.ts';
+import { recordEvents, type PendingEvent } from '../messaging/event.ts';
+import { keysetPageById } from '../persistence/cursor.ts';
+import { requestEntityManager, type EntityManager, type Orm } from '../persistence/database.ts';
+import { isUuid, newId } from '../persistence/ids.ts';
+import { recordEntityNamed, type RecordRow, type StoredRow } from './record-entity.ts';
+
+type Fields = Record<string, FieldSpec>;
+
+/** What `beforeWrite` sees: the values after the write, which fields change, the stored row (updates only). */
+export interface WriteContext<F extends Fields> {
+  em: EntityManager;
+  ctx: RequestContext;
+  values: ValuesOf<F>;
+  changed: ReadonlySet<keyof F & string>;
+  existing: RecordRow<F> | undefined;
+}
+
+/** A record's real rules, as hooks. Throw {@link DomainError}s; everything conventional is the kit's. */
+export interface RecordHooks<F extends Fields> {
+  /** Cross-field and cross-record rules: after normalisation and reference checks, before the change is stored. */
+  beforeWrite?(write: WriteContext<F>): Promise<void> | void;
+  /** Guards a delete (e.g. refuse while children exist). */
+  beforeDelete?(del: { em: EntityManager; ctx: RequestContext; row: RecordRow<F> }): Promise<void> | void;
+}
+
+/** A list request: paging, `query` over the `search` fields, exact-match `filters` on `filter` fields (empty = none). */
+export interface RecordListQuery {
+  pageSize?: number | undefined;
+  cursor?: string | undefined;
+  query?: string | undefined;
+  filters?: Record<string, unknown>;
+}
+
+/** Field values as the caller sent them (null = clear, or the default on create). */
+export type RecordInput<F extends Fields> = { [K in keyof F]?: unknown };
+
+/**
+ * Write access (architecture "Tenancy and identity"): crm-admin and crm-manager write every record
+ * of the organization; crm-rep only what they own (or create for themselves); crm-viewer nothing.
+ * Throws PERMISSION_DENIED (`NOT_ALLOWED`).
+ */
+export function assertCanWrite(ctx: RequestContext, ownerId: string | undefined): void {
+  if (hasAnyRole(ctx, 'crm-admin', 'crm-manager')) return;
+  if (hasAnyRole(ctx, 'crm-rep') && ownerId === ctx.userId) return;
+  throw new DomainError('permission_denied', 'NOT_ALLOWED', hasAnyRole(ctx, 'crm-rep') ? 'reps may only change records they own' : 'read-only role');
+}
+
+/** `%text%` for a case-insensitive substring match, with LIKE's `\\`, `%` and `_` escaped. */
+export function containsPattern(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+}
+
+/**
+ * The five use cases of one aggregate, derived from its declaration. Every write runs in one
+ * transaction on a tenant-scoped entity manager and stores its event in the outbox in that
+ * transaction (events carry `ce-source` `/crm/<domain>-svc`). An update goes: load → version check
+ * → ownership → normalise the masked fields only (a tightened rule never blocks an unrelated
+ * change) → reference checks → hooks → diff → assign → `updated` event with each changed field's
+ * old and new value (none when nothing changed). Constraint violations become domain errors naming
+ * the field ({@link constraintError}), never a 500.
+ */
+export class RecordService<F extends Fields> {
+  readonly record: RecordDeclaration<unknown, F>;
+  readonly #orm: Orm;
+  readonly #entity: EntitySchema<StoredRow>;
+  readonly #hooks: RecordHooks<F>;
+  readonly #keys: (keyof F & string)[];
+  readonly #owners: (keyof F & string)[];
+
+  constructor(orm: Orm, record: RecordDeclaration<unknown, F>, entity: EntitySchema<StoredRow>, options: { hooks?: RecordHooks<F> } = {}) {
+    this.record = record;
+    this.#orm = orm;
+    this.#entity = entity;
+    this.#hooks = options.hooks ?? {};
+    this.#keys = Object.keys(record.fields);
+    this.#owners = this.#keys.filter((k) => record.fields[k]?.kind === 'owner');
+  }
+
+  /** Creates a record (owner defaults to the caller). Errors: 400, 403, 409, 422. */
+  async create(input: RecordInput<F>): Promise<RecordRow<F>> {
+    const ctx = requireContext();
+    const values = this.#normalise(input, this.#keys, undefined, ctx);
+    for (const key of this.#owners) assertCanWrite(ctx, String(values[key]));
+    return this.#write(async (em) => {
+      await this.#checkReferences(em, values, this.#keys);
+      await this.#hooks.beforeWrite?.({ em, ctx, values, changed: new Set(this.#keys), existing: undefined });
+      const now = new Date();
+      const system = { id: newId(), organizationId: ctx.organizationId, createdAt: now, updatedAt: now, createdBy: ctx.userId, version: 1 };
+      const row = em.create(this.#entity, { ...values, ...system, ...(this.record.softDelete ? { deletedAt: null } : {}) }) as RecordRow<F>;
+      return { result: row, events: () => [this.#event('created', { [this.record.name]: this.toMessage(row) }, row.id)] };
+    });
+  }
+
+  /** The live record `id` of the caller's organization; NOT_FOUND otherwise (also for another tenant's id). */
+  async get(id: string): Promise<RecordRow<F>> {
+    return this.#load(requestEntityManager(this.#orm), id);
+  }
+
+  /** One page of live records ordered by id (UUIDv7: creation order), keyset-paged. Errors: INVALID_PAGE_SIZE, INVALID_CURSOR. */
+  async list(q: RecordListQuery): Promise<{ items: RecordRow<F>[]; nextCursor: string | undefined }> {
+    const where: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(q.filters ?? {})) {
+      const spec = this.record.fields[key];
+      if (!spec?.filter || value === null || value === undefined || value === '') continue;
+      // a reference filter that is not a uuid matches nothing (and must not reach Postgres as one)
+      if (spec.kind === 'ref' && !isUuid(String(value))) return { items: [], nextCursor: undefined };
+      where[key] = value;
+    }
+    const searched = this.#keys.filter((k) => this.record.fields[k]?.search);
+    if (q.query && searched.length) where['$or'] = searched.map((k) => ({ [k]: { $ilike: containsPattern(q.query ?? '') } }));
+    const em = requestEntityManager(this.#orm);
+    const page = await keysetPageById(q, (after, limit) =>
+      em.find(this.#entity, { ...where, ...(after ? { id: { $gt: after } } : {}) }, { orderBy: { id: 'asc' }, limit }),
+    );
+    return { items: page.items as RecordRow<F>[], nextCursor: page.nextCursor };
+  }
+
+  /** Writes the fields in `mask` (others untouched; null clears). A stale `expectedVersion` is VERSION_MISMATCH (412). */
+  async update(id: string, input: RecordInput<F>, mask: readonly (keyof F & string)[], expectedVersion?: number): Promise<RecordRow<F>> {
+    const ctx = requireContext();
+    return this.#write(async (em) => {
+      const row = await this.#loadForWrite(em, id, expectedVersion, ctx);
+      const before = this.toValues(row);
+      const values = this.#normalise(input, mask, before, ctx);
+      const changed = new Set(this.#keys.filter((k) => JSON.stringify(jsonValue(before[k])) !== JSON.stringify(jsonValue(values[k]))));
+      for (const key of this.#owners) if (changed.has(key)) assertCanWrite(ctx, String(values[key]));
+      await this.#checkReferences(em, values, [...changed]);
+      await this.#hooks.beforeWrite?.({ em, ctx, values, changed, existing: row });
+      if (changed.size === 0) return { result: row, events: () => [] };
+      em.assign(row as StoredRow, { ...Object.fromEntries([...changed].map((k) => [k, values[k]])), updatedAt: new Date() });
+      const changes = [...changed].map((k) => ({ field: snakeCase(k), oldValue: jsonValue(before[k]), newValue: jsonValue(values[k]) }));
+      const message = { [this.record.name]: this.toMessage(row), changedFields: changes.map((c) => c.field), changes };
+      return { result: row, events: () => [this.#event('updated', message, row.id)] };
+    });
+  }
+
+  /** Deletes (soft, for soft-deleted records) after the version check, ownership and `beforeDelete`. */
+  async delete(id: string, expectedVersion?: number): Promise<void> {
+    const ctx = requireContext();
+    await this.#write(async (em) => {
+      const row = await this.#loadForWrite(em, id, expectedVersion, ctx);
+      await this.#hooks.beforeDelete?.({ em, ctx, row });
+      if (this.record.softDelete) em.assign(row as StoredRow, { deletedAt: new Date(), updatedAt: new Date() });
+      else em.remove(row);
+      return { result: undefined, events: () => [this.#event('deleted', { [`${this.record.name}Id`]: row.id }, row.id)] };
+    });
+  }
+
+  /** A stored row's field values in the one value shape (money formatted, an empty address null). */
+  toValues(row: RecordRow<F>): ValuesOf<F> {
+    const out: Record<string, unknown> = {};
+    for (const key of this.#keys) out[key] = storedValue(this.record.fields[key]!, row[key]);
+    return out as ValuesOf<F>;
+  }
+
+  /** The proto message of a row: `{ id, …fields, audit }`. */
+  toMessage(row: RecordRow<F>): Record<string, unknown> {
+    const audit = { createTime: row.createdAt, updateTime: row.updatedAt, createdBy: row.createdBy, version: String(row.version) };
+    return { id: row.id, ...valuesMessage(this.record, this.toValues(row)), audit };
+  }
+
+  async #load(em: EntityManager, id: string): Promise<RecordRow<F>> {
+    const row = isUuid(id) ? await em.findOne(this.#entity, { id }) : null;
+    if (!row) throw notFound(this.record.name, id);
+    return row as RecordRow<F>;
+  }
+
+  async #loadForWrite(em: EntityManager, id: string, expectedVersion: number | undefined, ctx: RequestContext): Promise<RecordRow<F>> {
+    const row = await this.#load(em, id);
+    if (expectedVersion !== undefined && row.version !== expectedVersion) throw versionMismatch(this.record.name, String(expectedVersion), String(row.version));
+    for (const key of this.#owners) assertCanWrite(ctx, String(row[key]));
+    return row;
+  }
+
+  /**
+   * Validates and normalises the fields in `keys` with the kit's rules — the schemas the gateway
+   * validates with — over `base` (the stored values). An empty owner keeps the stored owner, or is
+   * the caller on create. Throws INVALID_ARGUMENT listing every violation.
+   */
+  #normalise(input: RecordInput<F>, keys: readonly (keyof F & string)[], base: ValuesOf<F> | undefined, ctx: RequestContext): ValuesOf<F> {
+    const out: Record<string, unknown> = { ...base };
+    const violations: FieldViolation[] = [];
+    for (const key of keys) {
+      const spec = this.record.fields[key]!;
+      const raw = input[key] ?? defaultOf(spec);
+      if (spec.kind === 'owner' && !raw) {
+        out[key] = base ? base[key] : ctx.userId;
+        continue;
+      }
+      const parsed = fieldSchema(spec).safeParse(raw);
+      if (parsed.success) out[key] = parsed.data;
+      else violations.push(...parsed.error.issues.map((i) => ({ field: [key, ...i.path].join('.'), message: i.message })));
+    }
+    if (violations.length) throw new DomainError('invalid_argument', 'VALIDATION_FAILED', `invalid ${this.record.name}`, violations);
+    return out as ValuesOf<F>;
+  }
+
+  /** Each non-null reference among `keys` must name a live record of the caller's organization: 422 `<FIELD>_NOT_FOUND` otherwise. */
+  async #checkReferences(em: EntityManager, values: ValuesOf<F>, keys: readonly (keyof F & string)[]): Promise<void> {
+    for (const key of keys) {
+      const spec = this.record.fields[key];
+      const id = values[key];
+      if (spec?.kind !== 'ref' || typeof id !== 'string') continue;
+      if (!isUuid(id) || (await em.count(recordEntityNamed(spec.to), { id })) === 0) {
+        throw new DomainError('rule_violation', notFoundCode(key), `${key} ${id} not found`, [{ field: key, message: 'no such record' }]);
+      }
+    }
+  }
+
+  #event(kind: 'created' | 'updated' | 'deleted', message: object, aggregateId: string): PendingEvent {
+    const r = this.record;
+    const data = r.events[kind].encode(message).finish();
+    return { subject: `crm.${r.domain}.${snakeCase(r.name)}.${kind}`, dataSchema: `crm.events.v1.${pascalCase(r.name)}${pascalCase(kind)}`, aggregateId, data };
+  }
+
+  /** One transaction: the work, a flush (events carry the final version), its events into the outbox. */
+  async #write<T>(work: (em: EntityManager) => Promise<{ result: T; events: () => PendingEvent[] }>): Promise<T> {
+    try {
+      return await requestEntityManager(this.#orm).transactional(async (em) => {
+        const { result, events } = await work(em);
+        await em.flush();
+        recordEvents(em, `/crm/${this.record.domain}-svc`, events());
+        return result;
+      });
+    } catch (error) {
+      throw constraintError(this.record, error) ?? error;
+    }
+  }
+}
+
+/** How each kind of constraint violation reads, by the kit's constraint names (see recordEntity). */
+const VIOLATIONS = [
+  {
+    type: UniqueConstraintViolationException,
+    suffix: 'uq',
+    kind: 'conflict',
+    code: (r: RecordDeclaration, f: string) => r.fields[f]?.unique ?? 'DUPLICATE',
+    message: 'already used by another record',
+  },
+  {
+    type: ForeignKeyConstraintViolationException,
+    suffix: 'fkey',
+    kind: 'rule_violation',
+    code: (_: RecordDeclaration, f: string) => notFoundCode(f),
+    message: 'no such record',
+  },
+  {
+    type: CheckConstraintViolationException,
+    suffix: 'check',
+    kind: 'rule_violation',
+    code: (_: RecordDeclaration, f: string) => `${screamingCase(f)}_INVALID`,
+    message: 'violates a rule',
+  },
+  { type: NotNullConstraintViolationException, suffix: '', kind: 'invalid_argument', code: () => 'VALIDATION_FAILED', message: 'is required' },
+] as const;
+
+/**
+ * A database constraint violation as a domain error naming the field, from the kit's names:
+ * unique `<table>_<column>_uq` → 409 with the field's declared code; foreign key
+ * `<table>_<column>_fkey` → 422 `<FIELD>_NOT_FOUND`; check `<table>_<column>_check` → 422
+ * `<FIELD>_INVALID`; not null → 400. Undefined when `error` is no constraint violation.
+ */
+export function constraintError(record: RecordDeclaration, error: unknown): DomainError | undefined {
+  const v = VIOLATIONS.find((x) => error instanceof x.type);
+  if (!v || typeof error !== 'object' || error === null) return undefined;
+  // DriverException copies the pg error's own properties (constraint, column) onto itself
+  const constraint = 'constraint' in error ? String(error.constraint) : '';
+  const column = 'column' in error ? String(error.column) : '';
+  const table = snakeCase(record.name);
+  const field = Object.keys(record.fields).find((k) => column === snakeCase(k) || constraint === `${table}_${snakeCase(k)}_${v.suffix}`);
+  if (!field)
+    return new DomainError(v.kind, v.kind === 'conflict' ? 'DUPLICATE' : 'CONSTRAINT_VIOLATED', `${record.name} violates ${constraint || 'a constraint'}`);
+  return new DomainError(v.kind, v.code(record, field), `${record.name}: ${field} ${v.message}`, [{ field, message: v.message }]);
+}
+
+/** `parentCompanyId` → `PARENT_COMPANY_NOT_FOUND`. */
+function notFoundCode(field: string): string {
+  return `${screamingCase(field.replace(/Id$/, ''))}_NOT_FOUND`;
+}
+
+function storedValue(spec: FieldSpec, value: unknown): unknown {
+  if (value === undefined) return defaultOf(spec);
+  if (spec.kind === 'money' && value) {
+    const m = value as { amount: string | null; currency: string | null };
+    return m.amount === null || m.currency === null ? null : { amount: formatAmount(m.amount), currency: m.currency };
+  }
+  if (spec.kind === 'address' && value) return Object.values(value).some((p) => p !== null && p !== undefined) ? { ...value } : null;
+  return value;
+}
+
+function defaultOf(spec: FieldSpec): unknown {
+  return spec.kind === 'bool' ? false : spec.kind === 'tags' ? [] : isBlankText(spec) ? '' : null;
+}
+
+/** A value as JSON (dates as ISO 8601): for change detection and `FieldChange`. */
+function jsonValue(value: unknown): unknown {
+  return value instanceof Date ? value.toISOString() : (value ?? null);
+}
