@@ -1,5 +1,5 @@
-import { DecimalType, EntitySchema, type PropertyOptions } from '@mikro-orm/core';
-import { assertNever, pascalCase, snakeCase, type Address, type FieldSpec, type Money, type RecordDeclaration, type ValuesOf } from '@crm/contracts';
+import { DecimalType, EntitySchema } from '@mikro-orm/core';
+import { isBlankText, pascalCase, snakeCase, type Address, type FieldSpec, type Money, type RecordDeclaration, type ValuesOf } from '@crm/contracts';
 import { tenantFilter } from '../persistence/database.ts';
 
 /** Columns every record table has besides its declared fields (architecture "Data rules"). */
@@ -104,8 +104,10 @@ export function recordEntity(record: RecordDeclaration): EntitySchema<StoredRow>
         deleteRule: 'no action',
       });
     } else {
-      const [type, options] = scalarOf(spec);
-      entity.addProperty(key, type, options);
+      const nullable = !['bool', 'owner', 'tags'].includes(spec.kind) && !isBlankText(spec);
+      const type = spec.kind === 'decimal' ? new DecimalType('string') : COLUMN[spec.kind];
+      const defaults = spec.kind === 'bool' ? { default: false } : spec.kind === 'tags' ? { default: '{}' } : {};
+      entity.addProperty(key, type, { nullable, ...defaults, ...(spec.kind === 'decimal' ? { precision: spec.precision, scale: spec.scale } : {}) });
     }
     if (spec.filter) entity.addIndex({ name: `${table}_${column}_idx`, properties: ['organizationId', key, 'id'], where: live });
     if (spec.unique) entity.addUnique({ name: `${table}_${column}_uq`, properties: ['organizationId', key], where: and(live, `${column} is not null`) });
@@ -128,32 +130,17 @@ export function recordEntities(...entities: EntitySchema<StoredRow>[]): EntitySc
   return [...entities, ...RECORD_EMBEDDABLES];
 }
 
-type ScalarSpec = Exclude<FieldSpec, { kind: 'money' | 'address' | 'ref' }>;
-
-function scalarOf(spec: ScalarSpec): [type: string | DecimalType, options: PropertyOptions<StoredRow>] {
-  switch (spec.kind) {
-    case 'text':
-      return ['text', { nullable: !spec.required && spec.blank !== '' }];
-    case 'email':
-    case 'enum':
-      return ['text', { nullable: true }];
-    case 'int':
-      return ['integer', { nullable: true }];
-    case 'decimal':
-      return [new DecimalType('string'), { precision: spec.precision, scale: spec.scale, nullable: true }];
-    case 'date':
-      return ['date', { nullable: true }];
-    case 'timestamp':
-      return ['datetime', { nullable: true }];
-    case 'bool':
-      return ['boolean', { default: false }];
-    case 'owner':
-      return ['text', {}];
-    case 'tags':
-      return ['uuid[]', { default: '{}' }];
-    case 'json':
-      return ['json', { nullable: true }];
-    default:
-      return assertNever(spec);
-  }
-}
+/** Column type of each scalar kind (money, address and ref are embedded or relations, see above). */
+const COLUMN: Record<Exclude<FieldSpec['kind'], 'money' | 'address' | 'ref'>, string> = {
+  text: 'text',
+  email: 'text',
+  enum: 'text',
+  owner: 'text',
+  int: 'integer',
+  decimal: 'decimal',
+  date: 'date',
+  timestamp: 'datetime',
+  bool: 'boolean',
+  tags: 'uuid[]',
+  json: 'json',
+};
