@@ -1,4 +1,15 @@
-import { bindRecordService, InboxEntry, loadConfig, OutboxMessage, port, recordEntities, serviceEnv, startService, type ServiceHandle } from '@crm/platform';
+import {
+  bindRecordService,
+  IdempotentWrite,
+  InboxEntry,
+  loadConfig,
+  OutboxMessage,
+  port,
+  recordEntities,
+  serviceEnv,
+  startService,
+  type ServiceHandle,
+} from '@crm/platform';
 import { z } from 'zod';
 import { CompanyEntity, companyService } from './company/company.service.ts';
 import { ContactEntity, contactService } from './contact/contact.service.ts';
@@ -14,7 +25,7 @@ export type ContactsConfig = z.infer<typeof configSchema>;
  */
 export const contactsSchema = {
   schema: 'contacts',
-  entities: [...recordEntities(CompanyEntity, ContactEntity), OutboxMessage, InboxEntry],
+  entities: [...recordEntities(CompanyEntity, ContactEntity), OutboxMessage, InboxEntry, IdempotentWrite],
   migrations,
 };
 

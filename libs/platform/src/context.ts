@@ -17,6 +17,11 @@ export interface RequestContext {
   userId: string;
   roles: readonly Role[];
   requestId: string;
+  /**
+   * The client's `Idempotency-Key` of this request, when it sent one: the owning service records it
+   * with the write, in the same transaction, so a retry produces no second effect.
+   */
+  idempotencyKey?: string | undefined;
 }
 
 const storage = new AsyncLocalStorage<RequestContext>();

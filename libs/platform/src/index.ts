@@ -25,3 +25,4 @@ export * from './service-runtime.ts';
 export * from './records/record-entity.ts';
 export * from './records/record-service.ts';
 export * from './records/record-grpc.ts';
+export * from './records/idempotency.ts';

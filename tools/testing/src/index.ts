@@ -64,3 +64,4 @@ export function asAdminOf<T>(alias: string, fn: () => Promise<T>): Promise<T> {
     fn,
   );
 }
+export * from './reply-cutter.ts';

@@ -1,4 +1,4 @@
-import { platformMessagingMigration } from '@crm/platform';
+import { platformIdempotencyMigration, platformMessagingMigration } from '@crm/platform';
 import { Migration20261121000100CompaniesContacts } from './Migration20261121000100_companies_contacts.ts';
 import { Migration20261121000400RecordsKitNames } from './Migration20261121000400_records_kit_names.ts';
 
@@ -7,4 +7,5 @@ export const migrations = [
   platformMessagingMigration,
   { name: 'Migration20261121000100_companies_contacts', class: Migration20261121000100CompaniesContacts },
   { name: 'Migration20261121000400_records_kit_names', class: Migration20261121000400RecordsKitNames },
+  platformIdempotencyMigration,
 ];

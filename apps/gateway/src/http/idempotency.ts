@@ -8,11 +8,20 @@ import { problem, sendProblem } from './problem.ts';
 const RETENTION_HOURS = 24;
 
 /**
+ * How long a first request may hold its key "in progress". A gateway that died or froze mid-request
+ * never releases its key; after this lease a retry takes the key over, and the owning service —
+ * which recorded the key with its write — replays what the first request did (or does it now).
+ */
+export const IN_PROGRESS_LEASE_SECONDS = 60;
+
+/**
  * Postgres-backed `Idempotency-Key` store (table `gateway.idempotency_key`, created by the
  * gateway's migrations at boot). A POST with a key runs once per (organization, user, key): a retry
  * with the same body gets the stored status, headers and body (`Idempotent-Replayed: true`); the
- * same key with a different body is 422; a retry while the first is still running is 409. Failed
- * (5xx) attempts release the key so the client may retry. Follows
+ * same key with a different body is 422; a retry while the first is still running is 409 (for at
+ * most {@link IN_PROGRESS_LEASE_SECONDS}). Failed (5xx) attempts release the key so the client may
+ * retry: the key also travels to the owning service, which records it with the write in one
+ * transaction, so the retry replays instead of writing twice. Follows
  * draft-ietf-httpapi-idempotency-key-header.
  */
 export class IdempotencyStore {
@@ -46,6 +55,8 @@ export class IdempotencyStore {
         );
       }
       const ctx = res.locals['ctx'] as RequestContext;
+      // the owning service records the key with its write: a retry has one effect whatever failed
+      ctx.idempotencyKey = key;
       const hash = createHash('sha256')
         .update(`${req.method} ${req.originalUrl}\n${JSON.stringify(req.body ?? null)}`)
         .digest('hex');
@@ -75,6 +86,7 @@ export class IdempotencyStore {
       if (!row) return this.#begin(id, hash, res, next); // expired between the two statements
       if (row.request_hash !== hash)
         return sendProblem(res, problem(422, 'idempotency-key-reused', 'Idempotency-Key reused', { detail: 'this key was used with a different request' }));
+      if (row.response_status === null && (await this.#takeOverAbandoned(id))) return this.#begin(id, hash, res, next);
       if (row.response_status === null)
         return sendProblem(
           res,
@@ -115,5 +127,15 @@ export class IdempotencyStore {
         .catch(() => undefined);
     });
     next();
+  }
+
+  /** Drops the key's in-progress row when its lease ran out (its request died or froze); true when it did. */
+  async #takeOverAbandoned(id: string[]): Promise<boolean> {
+    const taken = await this.#pool.query(
+      `delete from gateway.idempotency_key where organization_id = $1 and user_id = $2 and key = $3 and response_status is null
+         and created_at < now() - make_interval(secs => $4)`,
+      [...id, IN_PROGRESS_LEASE_SECONDS],
+    );
+    return (taken.rowCount ?? 0) > 0;
   }
 }

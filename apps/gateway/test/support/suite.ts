@@ -20,8 +20,14 @@ export interface TestSuite {
   close(): Promise<void>;
 }
 
+/** Options of {@link startTestSuite}. */
+export interface TestSuiteOptions {
+  /** Puts something (e.g. a fault-injecting proxy) between the gateway and contacts-svc: gets its gRPC port, returns the address the gateway dials. */
+  contactsAddress?: (grpcPort: number) => Promise<string>;
+}
+
 /** Boots issuer, contacts-svc, analytics-svc and the gateway against a fresh {@link TestInfra}. */
-export async function startTestSuite(): Promise<TestSuite> {
+export async function startTestSuite(options: TestSuiteOptions = {}): Promise<TestSuite> {
   const infra = await startTestInfra();
   const issuer = await startDevIssuer({ realmFile: REALM_FILE, port: 0 });
   const env = serviceEnv(infra);
@@ -32,7 +38,7 @@ export async function startTestSuite(): Promise<TestSuite> {
       PORT: '0',
       DATABASE_URL: infra.databaseUrl,
       KEYCLOAK_URL: issuer.baseUrl,
-      CONTACTS_GRPC_URL: `127.0.0.1:${contacts.grpcPort}`,
+      CONTACTS_GRPC_URL: (await options.contactsAddress?.(contacts.grpcPort)) ?? `127.0.0.1:${contacts.grpcPort}`,
       ANALYTICS_GRPC_URL: `127.0.0.1:${analytics.grpcPort}`,
       LOG_LEVEL: env['LOG_LEVEL'],
     }),

@@ -18,6 +18,7 @@ export function contextToMetadata(ctx: RequestContext, metadata: Metadata = new 
   metadata.set(MD.userId, ctx.userId);
   metadata.set(MD.roles, ctx.roles.join(','));
   metadata.set(MD.requestId, ctx.requestId);
+  if (ctx.idempotencyKey) metadata.set(MD.idempotencyKey, ctx.idempotencyKey);
   return metadata;
 }
 
@@ -41,5 +42,11 @@ export function contextFromMetadata(metadata: Metadata): RequestContext {
     .split(',')
     .map((r) => r.trim())
     .filter(isRole);
-  return { organizationId, userId, roles, requestId: first(metadata, MD.requestId) ?? crypto.randomUUID() };
+  return {
+    organizationId,
+    userId,
+    roles,
+    requestId: first(metadata, MD.requestId) ?? crypto.randomUUID(),
+    idempotencyKey: first(metadata, MD.idempotencyKey),
+  };
 }

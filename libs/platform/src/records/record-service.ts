@@ -1,7 +1,9 @@
 import {
   CheckConstraintViolationException,
   ForeignKeyConstraintViolationException,
+  LockMode,
   NotNullConstraintViolationException,
+  OptimisticLockError,
   UniqueConstraintViolationException,
   type EntitySchema,
 } from '@mikro-orm/core';
@@ -23,6 +25,7 @@ import { recordEvents, type PendingEvent } from '../messaging/event.ts';
 import { keysetPageById } from '../persistence/cursor.ts';
 import { requestEntityManager, type EntityManager, type Orm } from '../persistence/database.ts';
 import { isUuid, newId } from '../persistence/ids.ts';
+import { claimIdempotencyKey } from './idempotency.ts';
 import { recordEntityNamed, type RecordRow, type StoredRow } from './record-entity.ts';
 
 type Fields = Record<string, FieldSpec>;
@@ -103,10 +106,13 @@ export class RecordService<F extends Fields> {
     const values = this.#normalise(input, this.#keys, undefined, ctx);
     for (const key of this.#owners) assertCanWrite(ctx, String(values[key]));
     return this.#write(async (em) => {
+      const id = newId();
+      const earlier = await claimIdempotencyKey(em, ctx, { [this.record.name]: values }, id);
+      if (earlier) return { result: await this.#load(em, earlier, { filters: { live: false } }), events: () => [] };
       await this.#checkReferences(em, values, this.#keys);
       await this.#hooks.beforeWrite?.({ em, ctx, values, changed: new Set(this.#keys), existing: undefined });
       const now = new Date();
-      const system = { id: newId(), organizationId: ctx.organizationId, createdAt: now, updatedAt: now, createdBy: ctx.userId, version: 1 };
+      const system = { id, organizationId: ctx.organizationId, createdAt: now, updatedAt: now, createdBy: ctx.userId, version: 1 };
       const row = em.create(this.#entity, { ...values, ...system, ...(this.record.softDelete ? { deletedAt: null } : {}) }) as RecordRow<F>;
       return { result: row, events: () => [this.#event('created', { [this.record.name]: this.toMessage(row) }, row.id)] };
     });
@@ -180,14 +186,15 @@ export class RecordService<F extends Fields> {
     return { id: row.id, ...valuesMessage(this.record, this.toValues(row)), audit };
   }
 
-  async #load(em: EntityManager, id: string): Promise<RecordRow<F>> {
-    const row = isUuid(id) ? await em.findOne(this.#entity, { id }) : null;
+  async #load(em: EntityManager, id: string, options: { filters?: { live: false }; lockMode?: LockMode } = {}): Promise<RecordRow<F>> {
+    const row = isUuid(id) ? await em.findOne(this.#entity, { id }, options) : null;
     if (!row) throw notFound(this.record.name, id);
     return row as RecordRow<F>;
   }
 
+  /** Loads and locks the row (`for update`: concurrent writers queue), then checks the version and ownership. */
   async #loadForWrite(em: EntityManager, id: string, expectedVersion: number | undefined, ctx: RequestContext): Promise<RecordRow<F>> {
-    const row = await this.#load(em, id);
+    const row = await this.#load(em, id, { lockMode: LockMode.PESSIMISTIC_WRITE });
     if (expectedVersion !== undefined && row.version !== expectedVersion) throw versionMismatch(this.record.name, String(expectedVersion), String(row.version));
     for (const key of this.#owners) assertCanWrite(ctx, String(row[key]));
     return row;
@@ -234,7 +241,11 @@ export class RecordService<F extends Fields> {
     return { subject: `crm.${r.domain}.${snakeCase(r.name)}.${kind}`, dataSchema: `crm.events.v1.${pascalCase(r.name)}${pascalCase(kind)}`, aggregateId, data };
   }
 
-  /** One transaction: the work, a flush (events carry the final version), its events into the outbox. */
+  /**
+   * One transaction: the work, a flush (events carry the final version), its events into the
+   * outbox. Writers lock the row first (see #loadForWrite), so concurrent changes queue instead of
+   * racing; an optimistic-lock failure that still happens is VERSION_MISMATCH (412), never a 500.
+   */
   async #write<T>(work: (em: EntityManager) => Promise<{ result: T; events: () => PendingEvent[] }>): Promise<T> {
     try {
       return await requestEntityManager(this.#orm).transactional(async (em) => {
@@ -244,6 +255,7 @@ export class RecordService<F extends Fields> {
         return result;
       });
     } catch (error) {
+      if (error instanceof OptimisticLockError) throw versionMismatch(this.record.name, 'the one read', 'a newer one');
       throw constraintError(this.record, error) ?? error;
     }
   }
