@@ -7,12 +7,12 @@ import { contactCreated } from './consumers/contact-created.handler.ts';
 import { contactDeleted } from './consumers/contact-deleted.handler.ts';
 import { contactUpdated } from './consumers/contact-updated.handler.ts';
 import { migrations } from './migrations/index.ts';
-import { CompanyProjection, ContactProjection } from './overview/overview.entity.ts';
+import { CompanyProjection, ContactProjection, OverviewContactCount, OverviewIndustryCount } from './overview/overview.entity.ts';
 import { analyticsGrpc } from './overview/overview.grpc.ts';
 import { OverviewService } from './overview/overview.service.ts';
 
 /** Environment of analytics-svc. */
-export const configSchema = z.object({ ...serviceEnv, GRPC_PORT: port(50055), OPS_PORT: port(9405) });
+export const configSchema = z.object({ ...serviceEnv, GRPC_PORT: port(7055), OPS_PORT: port(9405) });
 export type AnalyticsConfig = z.infer<typeof configSchema>;
 
 /** Durable consumer name (and inbox key) of analytics-svc. */
@@ -24,7 +24,7 @@ export const ANALYTICS_CONSUMER = 'analytics-svc';
  */
 export const analyticsSchema = {
   schema: 'analytics',
-  entities: [CompanyProjection, ContactProjection, OutboxMessage, InboxEntry],
+  entities: [CompanyProjection, ContactProjection, OverviewIndustryCount, OverviewContactCount, OutboxMessage, InboxEntry],
   migrations,
 };
 

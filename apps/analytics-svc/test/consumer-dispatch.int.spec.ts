@@ -30,7 +30,7 @@ let client: analyticsV1.AnalyticsServiceClient;
 beforeAll(async () => {
   infra = await startTestInfra();
   analytics = await createAnalyticsService(configSchema.parse(serviceEnv(infra)));
-  nc = await connectNats(infra.nats.url, 'dispatch-test', createLogger('dispatch-test', 'silent'));
+  nc = await connectNats(infra.nats.url, 'dispatch-test', createLogger('dispatch-test', 'silent'), infra.natsAuth);
   client = new analyticsV1.AnalyticsServiceClient(`127.0.0.1:${analytics.grpcPort}`, insecure());
 });
 
@@ -51,6 +51,11 @@ async function publishEvent(subject: string, eventId: string, data: Uint8Array):
   h.set('ce-time', new Date().toISOString());
   h.set('organization-id', organizationId('acme'));
   return (await jetstream(nc).publish(subject, data, { msgID: eventId, headers: h })).seq;
+}
+
+/** Audit fields of a record at aggregate `n` (the consumers order events by it). */
+function version(n: number): { createTime: undefined; updateTime: undefined; createdBy: string; version: string } {
+  return { createTime: undefined, updateTime: undefined, createdBy: 'u', version: String(n) };
 }
 
 /** Waits until the analytics consumer has acknowledged stream sequence `seq` and has nothing outstanding. */
@@ -85,7 +90,7 @@ describe('analytics consumer dispatch', () => {
     expect(Number(inbox?.n)).toBe(0);
 
     const companyId = newId();
-    const company = { id: companyId, name: 'Initech', domain: '', industry: 'software', parentCompanyId: '', ownerId: 'u' };
+    const company = { id: companyId, name: 'Initech', domain: '', industry: 'software', parentCompanyId: '', ownerId: 'u', audit: version(1) };
     const handledSeq = await publishEvent('crm.contacts.company.created', newId(), contactsEventsV1.CompanyCreated.encode({ company }).finish());
     await acked(handledSeq);
     const overview = await asAdminOf('acme', () => callUnary(client, client.getOverview, {}));
@@ -95,10 +100,10 @@ describe('analytics consumer dispatch', () => {
 
   it('applies an updated event carrying field changes', async () => {
     const companyId = newId();
-    const company = { id: companyId, name: 'Globex', domain: '', industry: 'retail', parentCompanyId: '', ownerId: 'u' };
+    const company = { id: companyId, name: 'Globex', domain: '', industry: 'retail', parentCompanyId: '', ownerId: 'u', audit: version(1) };
     await publishEvent('crm.contacts.company.created', newId(), contactsEventsV1.CompanyCreated.encode({ company }).finish());
     const updated = contactsEventsV1.CompanyUpdated.encode({
-      company: { ...company, industry: 'medical' },
+      company: { ...company, industry: 'medical', audit: version(2) },
       changedFields: ['industry'],
       changes: [{ field: 'industry', oldValue: 'retail', newValue: 'medical' }],
     }).finish();

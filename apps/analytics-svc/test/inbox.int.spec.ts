@@ -14,7 +14,7 @@ let client: analyticsV1.AnalyticsServiceClient;
 beforeAll(async () => {
   infra = await startTestInfra();
   analytics = await createAnalyticsService(configSchema.parse(serviceEnv(infra)));
-  nc = await connectNats(infra.nats.url, 'inbox-test', createLogger('inbox-test', 'silent'));
+  nc = await connectNats(infra.nats.url, 'inbox-test', createLogger('inbox-test', 'silent'), infra.natsAuth);
   client = new analyticsV1.AnalyticsServiceClient(`127.0.0.1:${analytics.grpcPort}`, insecure());
 });
 
@@ -35,7 +35,15 @@ async function publishCompanyCreated(eventId: string, companyId: string, industr
   h.set('ce-time', new Date().toISOString());
   h.set('organization-id', organizationId('acme'));
   const data = contactsEventsV1.CompanyCreated.encode({
-    company: { id: companyId, name: 'x', domain: '', industry, parentCompanyId: '', ownerId: 'u' },
+    company: {
+      id: companyId,
+      name: 'x',
+      domain: '',
+      industry,
+      parentCompanyId: '',
+      ownerId: 'u',
+      audit: { createTime: undefined, updateTime: undefined, createdBy: 'u', version: '1' },
+    },
   }).finish();
   await jetstream(nc).publish('crm.contacts.company.created', data, { msgID: msgId, headers: h });
 }

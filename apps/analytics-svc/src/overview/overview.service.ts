@@ -7,7 +7,7 @@ export interface Overview {
   companiesByIndustry: { industry: string; companyCount: number }[];
 }
 
-/** Reads the overview projection (tenant-scoped). */
+/** Reads the overview projection (tenant-scoped) from its maintained counters: cost independent of the number of records. */
 export class OverviewService {
   readonly #orm: Orm;
 
@@ -20,10 +20,10 @@ export class OverviewService {
     const em = requestEntityManager(this.#orm);
     const org = requireContext().organizationId;
     const byIndustry = await em.execute<{ industry: string; n: string }[]>(
-      'select industry, count(*) as n from analytics.company_projection where organization_id = ? group by industry order by count(*) desc, industry',
+      'select industry, company_count as n from analytics.overview_industry_count where organization_id = ? and company_count > 0 order by company_count desc, industry',
       [org],
     );
-    const [contacts] = await em.execute<{ n: string }[]>('select count(*) as n from analytics.contact_projection where organization_id = ?', [org]);
+    const [contacts] = await em.execute<{ n: string }[]>('select contact_count as n from analytics.overview_contact_count where organization_id = ?', [org]);
     const companiesByIndustry = byIndustry.map((r) => ({ industry: r.industry, companyCount: Number(r.n) }));
     return {
       companyCount: companiesByIndustry.reduce((sum, r) => sum + r.companyCount, 0),

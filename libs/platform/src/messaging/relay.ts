@@ -1,9 +1,11 @@
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import pg from 'pg';
+import pRetry from 'p-retry';
 import type { Logger } from '../logger.ts';
 import type { PlatformMetrics } from '../metrics.ts';
 import { quoteIdent, type EntityManager, type Orm } from '../persistence/database.ts';
+import { toError } from './retry.ts';
 
 interface OutboxRow {
   id: string;
@@ -30,9 +32,11 @@ export interface RelayOptions {
   publishTimeoutMs?: number;
   /** Published rows older than this are deleted (default 7 days). */
   retentionMs?: number;
+  /** First backoff after a failed batch or a failed LISTEN attempt (default 100); doubles per failure. */
+  minBackoffMs?: number;
+  /** Longest backoff (default 5000). */
+  maxBackoffMs?: number;
 }
-
-const MAX_BACKOFF_MS = 5000;
 
 /**
  * Publishes outbox rows to JetStream. Woken by LISTEN `outbox_<schema>` (the table's insert
@@ -40,8 +44,12 @@ const MAX_BACKOFF_MS = 5000;
  * takes `pg_try_advisory_xact_lock`, so with several replicas one relays at a time and id
  * (UUIDv7) order is kept. Rows are marked published only after JetStream acknowledged them
  * (`msgID` = event id, so a re-send after a crash is dropped by the stream's duplicate window).
- * While NATS is unreachable it backs off (100 ms doubling to 5 s, cut short by a NATS reconnect)
- * and resumes from the first unpublished row.
+ *
+ * Recovery: while NATS or Postgres is unreachable a failed batch backs off (`minBackoffMs`
+ * doubling to `maxBackoffMs`); NOTIFYs do not cut a backoff short (a burst of inserts would turn it
+ * into a busy retry), a NATS reconnect and a re-established LISTEN do. When the LISTEN connection
+ * is lost it is re-established with the same capped exponential backoff, for as long as it
+ * takes, polling meanwhile; a lost connection is never an unhandled `'error'`.
  */
 export class OutboxRelay {
   private readonly o: Required<RelayOptions>;
@@ -51,10 +59,30 @@ export class OutboxRelay {
   private listener: pg.Client | undefined;
   private lastCleanup = 0;
   readonly #table: string;
+  readonly #stopping = new AbortController();
+  #relistening: Promise<void> | undefined;
+  /** A NOTIFY arrived since the last batch began: look again before idling. */
+  #notified = false;
+  #backingOff = false;
+  /** Kicked while no wait was in progress: skip the next one. */
+  #kicked = false;
 
   constructor(options: RelayOptions) {
     this.#table = `${quoteIdent(options.schema)}.outbox`;
-    this.o = { pollIntervalMs: 1000, batchSize: 200, publishTimeoutMs: 2000, retentionMs: 7 * 24 * 3600_000, ...options };
+    this.o = {
+      pollIntervalMs: 1000,
+      batchSize: 200,
+      publishTimeoutMs: 2000,
+      retentionMs: 7 * 24 * 3600_000,
+      minBackoffMs: 100,
+      maxBackoffMs: 5000,
+      ...withoutUndefined(options),
+    };
+  }
+
+  /** True while the LISTEN connection is up (NOTIFY wakes the relay); false while it polls only. */
+  get listening(): boolean {
+    return this.listener !== undefined;
   }
 
   /** Starts listening and relaying; resolves once LISTEN is active. */
@@ -70,32 +98,76 @@ export class OutboxRelay {
   /** Stops after the batch in flight and closes the LISTEN connection. */
   async stop(): Promise<void> {
     this.running = false;
+    this.#stopping.abort(new Error('outbox relay stopping'));
     this.kick();
     await this.loop;
+    await this.#relistening;
     const listener = this.listener;
     this.listener = undefined;
     await listener?.end().catch(() => undefined);
   }
 
-  /** Asks the loop to look at the outbox now. */
+  /** Asks the loop to look at the outbox now, even during a backoff (or right after the batch in flight). */
   kick(): void {
     const wake = this.wake;
     this.wake = undefined;
-    wake?.();
+    if (wake) wake();
+    else this.#kicked = true;
   }
 
+  /** One LISTEN attempt on a new connection; rejects when Postgres cannot be reached. */
   private async listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.o.clientUrl });
-    client.on('notification', () => this.kick());
-    client.on('error', (err) => {
-      // polling keeps events flowing meanwhile; listen again shortly
-      this.o.logger.warn({ err }, 'outbox LISTEN connection lost');
-      if (this.listener === client) this.listener = undefined;
-      if (this.running) setTimeout(() => void this.listen().catch(() => undefined), 1000).unref();
+    const client = new pg.Client({ connectionString: this.o.clientUrl, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
+    // 'end' follows every loss; 'error' only needs a listener so that it never ends the process
+    client.on('error', (err) => this.o.logger.warn({ err }, 'outbox LISTEN connection error'));
+    client.on('notification', () => this.onNotify());
+    try {
+      await client.connect();
+      await client.query(`listen "outbox_${this.o.schema}"`);
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
+    }
+    client.once('end', () => {
+      if (this.listener !== client) return;
+      this.listener = undefined;
+      if (!this.running) return;
+      this.o.logger.warn('outbox LISTEN connection lost; polling until it is back');
+      this.relisten();
     });
-    await client.connect();
-    await client.query(`listen "outbox_${this.o.schema}"`);
     this.listener = client;
+  }
+
+  /** Re-establishes LISTEN with capped exponential backoff until it works or the relay stops. */
+  private relisten(): void {
+    if (this.#relistening) return;
+    this.#relistening = (async () => {
+      try {
+        await pRetry(() => this.listen().catch((err: unknown) => Promise.reject(toError(err))), {
+          retries: Infinity,
+          minTimeout: this.o.minBackoffMs,
+          maxTimeout: this.o.maxBackoffMs,
+          randomize: true,
+          signal: this.#stopping.signal,
+          onFailedAttempt: ({ error, retryDelay }) => this.o.logger.warn({ err: error, retryInMs: retryDelay }, 'outbox LISTEN failed; retrying'),
+        });
+        this.o.logger.info('outbox LISTEN re-established');
+        this.kick(); // rows inserted while nobody listened
+      } catch {
+        // stopped meanwhile
+      } finally {
+        this.#relistening = undefined;
+      }
+    })();
+  }
+
+  /** A NOTIFY: wake the loop unless it is backing off (it looks at the outbox when the backoff ends). */
+  private onNotify(): void {
+    this.#notified = true;
+    if (this.#backingOff) return;
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
   }
 
   private async run(): Promise<void> {
@@ -110,17 +182,23 @@ export class OutboxRelay {
       if (result.failure === undefined) {
         backoff = 0;
       } else {
-        backoff = Math.min(backoff === 0 ? 100 : backoff * 2, MAX_BACKOFF_MS);
+        backoff = Math.min(backoff === 0 ? this.o.minBackoffMs : backoff * 2, this.o.maxBackoffMs);
         this.o.logger.warn({ err: result.failure, retryInMs: backoff }, 'outbox relay could not publish; retrying');
       }
       if (!this.running) break;
-      if (backoff === 0 && result.published >= this.o.batchSize) continue;
+      if (backoff === 0 && (result.published >= this.o.batchSize || this.#notified)) continue;
+      this.#backingOff = backoff > 0;
       await this.idle(backoff || this.o.pollIntervalMs);
+      this.#backingOff = false;
     }
   }
 
-  /** Waits `ms`, or less when kicked (NOTIFY, NATS reconnect, stop). */
+  /** Waits `ms`, or less when kicked (NOTIFY outside a backoff, NATS reconnect, LISTEN back, stop). */
   private idle(ms: number): Promise<void> {
+    if (this.#kicked) {
+      this.#kicked = false;
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
       function done(): void {
@@ -136,6 +214,8 @@ export class OutboxRelay {
    * publish failure stops the batch; the rows before it still commit as published.
    */
   async relayBatch(): Promise<BatchResult> {
+    // cleared before the rows are read: a NOTIFY from now on may be about a row this batch misses
+    this.#notified = false;
     const js = jetstream(this.o.nc, { timeout: this.o.publishTimeoutMs });
     const em = this.o.orm.em.fork();
     const result = await em.transactional(async (tem): Promise<BatchResult> => {
@@ -185,4 +265,9 @@ export class OutboxRelay {
 export interface BatchResult {
   published: number;
   failure: unknown;
+}
+
+/** `options` without the keys set to `undefined`, so they do not override defaults when spread. */
+function withoutUndefined<T extends object>(options: T): T {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as T;
 }
