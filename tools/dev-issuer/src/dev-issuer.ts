@@ -1,7 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { calculateJwkThumbprint, exportJWK, exportSPKI, generateKeyPair, jwtVerify, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import {
+  calculateJwkThumbprint,
+  createLocalJWKSet,
+  exportJWK,
+  exportSPKI,
+  generateKeyPair,
+  jwtVerify,
+  SignJWT,
+  type CryptoKey,
+  type JWK,
+  type JWTPayload,
+} from 'jose';
 import { buildUserInfoClaims, resolveClientScopes } from './access-token-claims.ts';
 import { loadRealmFile, type Realm } from './realm-file.ts';
 import { OAuthError, passwordGrant, processTokenRequest, SUPPORTED_GRANT_TYPES, type TokenContext } from './token-grants.ts';
@@ -29,6 +40,11 @@ export interface DevIssuer {
   baseUrl: string;
   /** `baseUrl + '/realms/<realm>'`: the exact `iss` of every token. */
   issuerUrl: string;
+  /**
+   * Where the issuer listens, e.g. `http://127.0.0.1:43117`: `baseUrl` unless `publicBaseUrl` is
+   * set, as a Kubernetes Service URL differs from Keycloak's public one.
+   */
+  localUrl: string;
   /** Stops listening and drops open connections. */
   close(): Promise<void>;
   /**
@@ -37,6 +53,13 @@ export interface DevIssuer {
    * @throws from jose when `alg` does not suit an RSA key.
    */
   sign(claims: Record<string, unknown>, header?: { kid?: string; alg?: string }): Promise<string>;
+  /**
+   * Rotates the signing key as Keycloak does when a new RSA key gets the highest priority: a new
+   * RS256 key pair signs from now on, the JWKS lists it first and keeps the previous keys (passive:
+   * tokens they signed still verify), the realm document publishes the new public key.
+   * @returns the new key's `kid`.
+   */
+  rotateKeys(): Promise<string>;
   /**
    * The access token the token endpoint issues for a password grant by `crm-cli`.
    * @param password checked when given; omitted, the user is trusted.
@@ -50,26 +73,43 @@ export const PASSWORD_TOKEN_CLIENT_ID = 'crm-cli';
 
 const MAX_BODY_BYTES = 64 * 1024;
 
+/** An RS256 signing key: the private half, and the public half as served in the JWKS. */
+interface SigningKey {
+  kid: string;
+  privateKey: CryptoKey;
+  jwk: JWK;
+  spkiBase64: string;
+}
+
+async function newSigningKey(): Promise<SigningKey> {
+  const { publicKey, privateKey } = await generateKeyPair('RS256', { extractable: true });
+  const jwk = await exportJWK(publicKey);
+  const kid = await calculateJwkThumbprint(jwk);
+  const spkiBase64 = (await exportSPKI(publicKey)).replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+  return { kid, privateKey, jwk: { kid, kty: jwk.kty, alg: 'RS256', use: 'sig', n: jwk.n, e: jwk.e }, spkiBase64 };
+}
+
 /**
  * Starts a Keycloak-compatible development OpenID issuer for the realm in `options.realmFile`.
  * Serves under `<baseUrl>/realms/<realm>`: the realm info document, OpenID discovery, JWKS, the token
  * endpoint (password and client_credentials grants), userinfo, and a no-op logout. A fresh RS256
- * key pair is generated on every start.
+ * key pair is generated on every start. Every answer allows cross-origin reads
+ * (`Access-Control-Allow-Origin: *`, preflights answered), so browser tools such as the API docs'
+ * Swagger UI can discover the issuer and fetch tokens; no cookies are involved, so no credentials
+ * are allowed.
  * @throws RealmFileError for an unusable realm file; listen errors (e.g. EADDRINUSE) reject too.
  */
 export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssuer> {
   const realm = await loadRealmFile(options.realmFile);
-  const { publicKey, privateKey } = await generateKeyPair('RS256', { extractable: true });
-  const jwk = await exportJWK(publicKey);
-  const kid = await calculateJwkThumbprint(jwk);
-  const signingKey: JWK = { kid, kty: jwk.kty, alg: 'RS256', use: 'sig', n: jwk.n, e: jwk.e };
-  const spkiBase64 = (await exportSPKI(publicKey)).replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+  let active = await newSigningKey();
+  const jwks: { keys: JWK[] } = { keys: [active.jwk] };
 
   const host = options.host ?? '127.0.0.1';
   // Routes depend on the bound port, so they are filled in after listen(); a request that slips in
   // before that gets a 503 rather than hanging.
   let routes: Routes | undefined;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    if (corsPreflight(req, res)) return;
     if (routes === undefined) {
       req.resume();
       sendJson(res, 503, { error: 'temporarily_unavailable', error_description: 'Starting' });
@@ -89,7 +129,8 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     });
   });
   const { port } = server.address() as AddressInfo;
-  const baseUrl = (options.publicBaseUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/+$/, '');
+  const localUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const baseUrl = (options.publicBaseUrl ?? localUrl).replace(/\/+$/, '');
   const realmPath = `/realms/${encodeURIComponent(realm.name)}`;
   const issuerUrl = `${baseUrl}${realmPath}`;
   const context: TokenContext = {
@@ -100,7 +141,7 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     newId: () => randomUUID(),
   };
   const sign = (claims: Record<string, unknown>, header?: { kid?: string; alg?: string }): Promise<string> =>
-    new SignJWT(claims).setProtectedHeader({ alg: header?.alg ?? 'RS256', typ: 'JWT', kid: header?.kid ?? kid }).sign(privateKey);
+    new SignJWT(claims).setProtectedHeader({ alg: header?.alg ?? 'RS256', typ: 'JWT', kid: header?.kid ?? active.kid }).sign(active.privateKey);
 
   routes = {
     realmName: realm.name,
@@ -108,13 +149,13 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
     basePath: new URL(baseUrl).pathname.replace(/\/+$/, ''),
     realmInfo: {
       realm: realm.name,
-      public_key: spkiBase64,
+      public_key: active.spkiBase64,
       'token-service': `${issuerUrl}/protocol/openid-connect`,
       'account-service': `${issuerUrl}/account`,
       'tokens-not-before': 0,
     },
     discovery: discoveryDocument(issuerUrl, realm),
-    jwks: { keys: [signingKey] },
+    jwks,
     token: async (form, authorization, clientAddress) => {
       const issued = processTokenRequest(context, { form, authorization, clientAddress });
       return {
@@ -126,13 +167,20 @@ export async function startDevIssuer(options: DevIssuerOptions): Promise<DevIssu
         scope: issued.scope,
       };
     },
-    userinfo: async (token) => userInfo(realm, issuerUrl, publicKey, token),
+    userinfo: async (token) => userInfo(realm, issuerUrl, createLocalJWKSet(jwks), token),
   };
   return {
     baseUrl,
     issuerUrl,
+    localUrl,
     close: () => closeServer(server),
     sign,
+    rotateKeys: async () => {
+      active = await newSigningKey();
+      jwks.keys.unshift(active.jwk);
+      if (routes) routes.realmInfo['public_key'] = active.spkiBase64;
+      return active.kid;
+    },
     passwordToken: async (username, password) => {
       const client = realm.clients.find((candidate) => candidate.clientId === PASSWORD_TOKEN_CLIENT_ID);
       if (client === undefined) throw new OAuthError(401, 'invalid_client', 'Invalid client or Invalid client credentials');
@@ -229,11 +277,11 @@ async function userInfoEndpoint(routes: Routes, req: IncomingMessage, res: Serve
   }
 }
 
-async function userInfo(realm: Realm, issuer: string, publicKey: CryptoKey, token: string | undefined): Promise<Record<string, unknown>> {
+async function userInfo(realm: Realm, issuer: string, keys: ReturnType<typeof createLocalJWKSet>, token: string | undefined): Promise<Record<string, unknown>> {
   if (token === undefined) throw new OAuthError(401, 'invalid_request', 'Token not provided');
   let payload: JWTPayload;
   try {
-    ({ payload } = await jwtVerify(token, publicKey, { issuer, algorithms: ['RS256'], typ: 'JWT' }));
+    ({ payload } = await jwtVerify(token, keys, { issuer, algorithms: ['RS256'], typ: 'JWT' }));
   } catch {
     throw new OAuthError(401, 'invalid_token', 'Token verification failed');
   }
@@ -317,6 +365,28 @@ async function readBody(req: IncomingMessage): Promise<string | undefined> {
     if (size <= MAX_BODY_BYTES) chunks.push(buffer);
   }
   return size > MAX_BODY_BYTES ? undefined : Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * CORS (Fetch standard §3.2): every answer may be read by any origin, credentials not included;
+ * a preflight (`OPTIONS` with `Access-Control-Request-Method`) is answered 204 here, allowing
+ * GET and POST with the headers it asks for (`Authorization` for client credentials, `Content-Type`).
+ * @returns true when the request was a preflight and is answered.
+ */
+function corsPreflight(req: IncomingMessage, res: ServerResponse): boolean {
+  res.setHeader('access-control-allow-origin', '*');
+  res.setHeader('access-control-expose-headers', 'WWW-Authenticate');
+  if (req.method !== 'OPTIONS' || req.headers['access-control-request-method'] === undefined) return false;
+  req.resume();
+  res
+    .writeHead(204, {
+      'access-control-allow-methods': 'GET, POST, OPTIONS',
+      'access-control-allow-headers': req.headers['access-control-request-headers'] ?? 'Authorization, Content-Type',
+      'access-control-max-age': '3600',
+      vary: 'Access-Control-Request-Headers',
+    })
+    .end();
+  return true;
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {

@@ -210,12 +210,71 @@ describe('issuer options', () => {
     try {
       expect(proxied.baseUrl).toBe('http://keycloak:8080');
       expect(proxied.issuerUrl).toBe('http://keycloak:8080/realms/crm');
+      const local = await fetch(`${proxied.localUrl}/realms/crm/.well-known/openid-configuration`);
+      expect(((await local.json()) as { issuer: string }).issuer).toBe('http://keycloak:8080/realms/crm');
       const [, payload] = (await proxied.passwordToken('admin@acme.test')).split('.');
       const claims = JSON.parse(Buffer.from(payload ?? '', 'base64url').toString('utf8')) as Record<string, number | string>;
       expect(claims['iss']).toBe('http://keycloak:8080/realms/crm');
       expect(Number(claims['exp']) - Number(claims['iat'])).toBe(60);
     } finally {
       await proxied.close();
+    }
+  });
+});
+
+describe('browser clients (CORS)', () => {
+  const origin = 'http://127.0.0.1:3000';
+
+  it('answers a preflight for the token endpoint and lets any origin read discovery and tokens', async () => {
+    const preflight = await fetch(`${issuer.issuerUrl}/protocol/openid-connect/token`, {
+      method: 'OPTIONS',
+      headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('*');
+    expect(preflight.headers.get('access-control-allow-methods')).toContain('POST');
+    expect(preflight.headers.get('access-control-allow-headers')).toBe('authorization,content-type');
+
+    const discovery = await fetch(`${issuer.issuerUrl}/.well-known/openid-configuration`, { headers: { origin } });
+    expect(discovery.headers.get('access-control-allow-origin')).toBe('*');
+    const issued = await fetch(`${issuer.issuerUrl}/protocol/openid-connect/token`, {
+      method: 'POST',
+      headers: { origin, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(passwordFields('admin@acme.test')),
+    });
+    expect(issued.status).toBe(200);
+    expect(issued.headers.get('access-control-allow-origin')).toBe('*');
+    expect(issued.headers.get('access-control-allow-credentials')).toBeNull();
+  });
+
+  it('still answers 405 to a plain OPTIONS that is no preflight', async () => {
+    expect((await fetch(`${issuer.issuerUrl}/protocol/openid-connect/token`, { method: 'OPTIONS' })).status).toBe(405);
+  });
+});
+
+describe('key rotation', () => {
+  it('signs with the new key and keeps serving the old one, as Keycloak keeps passive keys', async () => {
+    const rotating = await startDevIssuer({ realmFile, port: 0 });
+    try {
+      const before = await rotating.passwordToken('admin@acme.test');
+      const oldKid = decodeProtectedHeader(before).kid;
+      const newKid = await rotating.rotateKeys();
+      expect(newKid).not.toBe(oldKid);
+      const after = await rotating.passwordToken('admin@acme.test');
+      expect(decodeProtectedHeader(after).kid).toBe(newKid);
+      const { keys } = (await (await fetch(`${rotating.issuerUrl}/protocol/openid-connect/certs`)).json()) as { keys: { kid: string }[] };
+      expect(keys.map((k) => k.kid)).toEqual([newKid, oldKid]);
+      const set = createRemoteJWKSet(new URL(`${rotating.issuerUrl}/protocol/openid-connect/certs`));
+      const options = { issuer: rotating.issuerUrl, audience: 'crm-gateway', algorithms: ['RS256'] };
+      await expect(jwtVerify(before, set, options)).resolves.toBeDefined();
+      await expect(jwtVerify(after, set, options)).resolves.toBeDefined();
+      const info = (await (await fetch(rotating.issuerUrl)).json()) as { public_key: string };
+      const key = await importSPKI(`-----BEGIN PUBLIC KEY-----\n${info.public_key}\n-----END PUBLIC KEY-----`, 'RS256');
+      await expect(jwtVerify(after, key, options)).resolves.toBeDefined();
+      const userinfo = await fetch(`${rotating.issuerUrl}/protocol/openid-connect/userinfo`, { headers: { authorization: `Bearer ${before}` } });
+      expect(userinfo.status).toBe(200);
+    } finally {
+      await rotating.close();
     }
   });
 });

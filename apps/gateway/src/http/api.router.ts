@@ -1,10 +1,14 @@
-import express, { Router, type ErrorRequestHandler } from 'express';
-import { rateLimit, ipKeyGenerator } from 'express-rate-limit';
-import type { Logger } from '@crm/platform';
-import { authenticate, type AccessTokenClaims, type TokenVerifier } from '../auth/keycloak.auth.ts';
+import { Router, type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
+import { rateLimit, ipKeyGenerator, type Store } from 'express-rate-limit';
+import type { Logger, RequestContext } from '@crm/platform';
+import { authenticate, type TokenVerifier } from '../auth/keycloak.auth.ts';
 import { tenantContext } from '../auth/tenant.ts';
 import { problem, sendProblem } from './problem.ts';
+import { closeIfBodyUnread, utf8JsonBody } from './request-body.ts';
 import { mountRoutes, type Route } from './route.ts';
+
+/** Largest JSON request body, as body-parser counts it. */
+export const JSON_BODY_LIMIT = '1mb';
 
 export interface ApiRouterOptions {
   /** Every operation of the API (backends.ts). */
@@ -12,39 +16,77 @@ export interface ApiRouterOptions {
   verifier: TokenVerifier;
   /** Keycloak realm, named in `WWW-Authenticate`. */
   realm: string;
-  /** Requests per minute per user (per IP before authentication). */
+  /** Requests per minute per tenant and user, after authentication. */
   rateLimitPerMinute: number;
+  /** Requests per minute per client IP (IPv6: per /56), before authentication; default `rateLimitPerMinute`. */
+  rateLimitPerIpPerMinute?: number;
+  /**
+   * The counters' store for limiter `name` (`ip`, `user`), e.g. a `PostgresRateLimitStore`
+   * shared by every replica; default one in-memory store each (this process only).
+   */
+  rateLimitStore?: (name: 'ip' | 'user') => Store;
   logger: Logger;
   /** Called for each refused token (metrics), with why (logged, never sent). */
   onInvalidToken(reason: string): void;
+  /** Called when a token cannot be checked because the realm's keys cannot be loaded (503). */
+  onKeysUnavailable?(reason: string): void;
 }
 
+/** Headers of every API response: personal data is never stored by caches nor content-sniffed. */
+const apiHeaders: RequestHandler = (_req, res, next) => {
+  res.set({ 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
+  next();
+};
+
 /**
- * The `/api/v1` router: JSON bodies (1 MB), bearer-token authentication (401), rate limit (429),
- * tenant context (400/403), the routes, 404 problem for anything else. Errors not handled here go
- * to the app's errorHandler — except those after a response has started (a streamed download),
- * which can no longer become a problem: the connection is aborted (the client sees a truncated
- * body) and the error logged.
+ * The `/api/v1` router, cheapest refusals first: `Cache-Control: no-store` and `nosniff` on every
+ * answer → rate limit per client IP (429) → bearer-token authentication (401, before any body is
+ * read) → tenant context (400/403) → rate limit per tenant and user (429) → UTF-8 JSON body
+ * (1 MB; 400/413/415) → the routes → 404 problem for anything else. A 429 carries `Retry-After`
+ * (seconds to the end of the window) and RateLimit headers (draft-ietf-httpapi-ratelimit-headers-08).
+ * Errors not handled here go to the app's errorHandler — except those after a response has
+ * started (a streamed download), which can no longer become a problem: the connection is aborted
+ * (the client sees a truncated body) and the error logged.
  */
 export function apiRouter(options: ApiRouterOptions): Router {
   const api = Router();
-  api.use(express.json({ limit: '1mb', type: ['application/json', 'application/*+json'] }));
-  api.use(authenticate(options.verifier, options.realm, options.onInvalidToken));
-  api.use(
+  const limit = (name: 'ip' | 'user', perMinute: number, key: (req: Request, res: Response) => string): RequestHandler =>
     rateLimit({
       windowMs: 60_000,
-      limit: options.rateLimitPerMinute,
+      limit: perMinute,
+      identifier: name,
       standardHeaders: 'draft-8',
       legacyHeaders: false,
-      keyGenerator: (req, res) => (res.locals['claims'] as AccessTokenClaims | undefined)?.sub ?? ipKeyGenerator(req.ip ?? ''),
-      handler: (_req, res, _next, limits) => {
-        sendProblem(res, problem(429, 'rate-limited', 'Too many requests', { detail: `limit is ${String(limits.limit)} requests per minute` }), {
-          'Retry-After': String(Math.ceil(limits.windowMs / 1000)),
-        });
+      keyGenerator: key,
+      ...(options.rateLimitStore ? { store: options.rateLimitStore(name) } : {}),
+      // a store failure (database down) lets requests through rather than failing them all
+      passOnStoreError: true,
+      logger: {
+        error: (error, message) => options.logger.error({ err: error, limiter: name }, message ?? 'rate limiter error'),
+        warn: (error, message) => options.logger.warn({ err: error, limiter: name }, message ?? 'rate limiter warning'),
       },
+      handler: (req, res) => {
+        closeIfBodyUnread(req, res);
+        sendProblem(
+          res,
+          problem(429, 'rate-limited', 'Too many requests', {
+            detail: `the limit is ${perMinute} requests per minute per ${name === 'ip' ? 'client address' : 'user'}`,
+          }),
+        );
+      },
+    });
+
+  api.use(apiHeaders);
+  api.use(limit('ip', options.rateLimitPerIpPerMinute ?? options.rateLimitPerMinute, (req) => ipKeyGenerator(req.ip ?? '')));
+  api.use(authenticate(options.verifier, options.realm, options.onInvalidToken, options.onKeysUnavailable));
+  api.use(tenantContext());
+  api.use(
+    limit('user', options.rateLimitPerMinute, (_req, res) => {
+      const ctx = res.locals['ctx'] as RequestContext;
+      return `${ctx.organizationId}:${ctx.userId}`;
     }),
   );
-  api.use(tenantContext());
+  api.use(utf8JsonBody(JSON_BODY_LIMIT));
   mountRoutes(api, options.routes);
   api.use((req, res) => sendProblem(res, problem(404, 'not-found', 'Not found', { detail: `no route ${req.method} ${req.originalUrl}` })));
   const abortStarted: ErrorRequestHandler = (error: unknown, req, res, next) => {
