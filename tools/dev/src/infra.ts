@@ -1,9 +1,13 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import type { NatsCredentials } from '@crm/platform';
+import { natsAuthorizationConfig, type NatsUser } from './nats-auth.ts';
+
+export * from './nats-auth.ts';
 
 /**
  * Local infrastructure for `npm start` and the tests. Policy (developers' guide): use Postgres and
@@ -120,34 +124,48 @@ export function findNatsServer(): string | undefined {
 const NATS_INSTALL_HINT =
   'Install it (Debian/Ubuntu: apt-get install -y nats-server) or set NATS_SERVER_BIN, or point NATS_URL at a running JetStream-enabled server.';
 
-/** A nats-server child process with JetStream, on 127.0.0.1:`port`, storing in `storeDir`. */
+/** A nats-server child process with JetStream and user authentication, on 127.0.0.1:`port`, storing in `storeDir`. */
 export interface NatsServerProcess {
   url: string;
   port: number;
   storeDir: string;
+  /** The users the server accepts (every other client is refused). */
+  users: readonly NatsUser[];
+  /** `{ user, pass }` of one of {@link users}; throws for an unknown user. */
+  credentials(user: string): NatsCredentials;
   /** Stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit. */
   stop(): Promise<void>;
-  /** Starts it again on the same port and store (after stop). */
+  /** Starts it again on the same port, store and users (after stop). */
   start(): Promise<void>;
-  /** Stops it and deletes its store (only if the store was created here). */
+  /** Stops it and deletes its configuration and its store (the store only if it was created here). */
   dispose(): Promise<void>;
 }
 
 /**
- * Spawns a private nats-server with JetStream (for tests and for `npm start` when none is
- * reachable). `port` 0 picks a free one; `storeDir` defaults to a new temp folder. Throws with
- * install instructions when no binary is found.
+ * Spawns a private nats-server with JetStream that accepts only `users` (for tests and for
+ * `npm start`): its configuration (listen address, store, `authorization` with the users and
+ * their permissions, see nats-auth.ts) is written to a private temp folder. `port` 0 picks a free
+ * one; `storeDir` defaults to a new temp folder. Throws with install instructions when no binary
+ * is found, or when the server exits during start (e.g. a bad configuration).
  */
-export async function startNatsServer(options: { port?: number; storeDir?: string } = {}): Promise<NatsServerProcess> {
+export async function startNatsServer(options: { users: readonly NatsUser[]; port?: number; storeDir?: string }): Promise<NatsServerProcess> {
   const bin = findNatsServer();
   if (!bin) throw new Error(`nats-server is not installed. ${NATS_INSTALL_HINT}`);
   const port = options.port || (await freePort());
   const ownStore = !options.storeDir;
   const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), 'crm-nats-'));
+  // mkdtemp creates the folder 0700 and the file is 0600: the passwords stay private
+  const configDir = mkdtempSync(join(tmpdir(), 'crm-nats-conf-'));
+  const configFile = join(configDir, 'nats.conf');
+  writeFileSync(
+    configFile,
+    `listen: ${JSON.stringify(`127.0.0.1:${port}`)}\njetstream: { store_dir: ${JSON.stringify(storeDir)} }\n${natsAuthorizationConfig(options.users)}`,
+    { mode: 0o600 },
+  );
   let child: ChildProcess | undefined;
 
   const start = async () => {
-    const proc = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir], { stdio: 'ignore' });
+    const proc = spawn(bin, ['-c', configFile], { stdio: 'ignore' });
     child = proc;
     const exited = new Promise<never>((_, reject) => proc.once('exit', (code) => reject(new Error(`nats-server exited with ${String(code)}`))));
     exited.catch(() => undefined);
@@ -163,29 +181,29 @@ export async function startNatsServer(options: { port?: number; storeDir?: strin
     await gone;
     clearTimeout(timer);
   };
-  await start();
+  try {
+    await start();
+  } catch (err) {
+    rmSync(configDir, { recursive: true, force: true });
+    if (ownStore) rmSync(storeDir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
     storeDir,
+    users: options.users,
+    credentials: (user) => {
+      const found = options.users.find((u) => u.user === user);
+      if (!found) throw new Error(`nats-server has no user ${user}`);
+      return { user: found.user, pass: found.pass };
+    },
     stop,
     start,
     dispose: async () => {
       await stop();
+      rmSync(configDir, { recursive: true, force: true });
       if (ownStore) rmSync(storeDir, { recursive: true, force: true });
     },
   };
-}
-
-/**
- * Makes sure NATS with JetStream answers at `natsUrl`: reachable → used (returns undefined);
- * else a private nats-server is started on that port (returned, so the caller stops it);
- * else throws with install instructions.
- */
-export async function ensureNats(natsUrl: string, log: (msg: string) => void = () => undefined): Promise<NatsServerProcess | undefined> {
-  const { host, port } = hostPort(natsUrl.split(',')[0]!, 4222);
-  if (await isPortOpen(host, port)) return undefined;
-  if (!findNatsServer()) throw new Error(`NATS is not reachable at ${host}:${port} and nats-server is not installed. ${NATS_INSTALL_HINT}`);
-  log(`NATS not reachable at ${host}:${port}; starting nats-server with JetStream`);
-  return startNatsServer({ port });
 }

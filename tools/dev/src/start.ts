@@ -1,16 +1,33 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { createDatabase, ensureNats, ensurePostgres, isPortOpen, type NatsServerProcess } from './infra.ts';
+import {
+  createDatabase,
+  ensurePostgres,
+  freePort,
+  isPortOpen,
+  randomNatsPassword,
+  serviceNatsUsers,
+  startNatsServer,
+  type NatsServerProcess,
+} from './infra.ts';
 import { killAll, logTail, spawnApp, stopApps, waitUntilReady, type AppSpec, type RunningApp } from './processes.ts';
 import { fetchToken, seedDemoData } from './seed.ts';
 
 /**
- * `npm start`: the whole CRM suite on this machine. Finds or starts Postgres and NATS, starts the
+ * `npm start`: the whole CRM suite on this machine. Finds or starts Postgres, starts NATS, the
  * dev issuer, the five services and the gateway as child processes (logs in tmp/logs/), waits
  * until each is ready, seeds the Maven CRM sample companies once, prints where to go, and runs
  * until Ctrl-C / SIGTERM, then stops everything in order (gateway first, issuer last).
  *
+ * Zero trust between the parts, as in production: a fresh Ed25519 key pair per run (the gateway
+ * signs internal tokens with the private key, the services get the public key), and NATS with a
+ * user per service (its permissions, a fresh random password per run).
+ *
  * Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/crm; its database is
- * created if absent), NATS_URL (default nats://127.0.0.1:4222), LOG_LEVEL (default info).
+ * created if absent), LOG_LEVEL (default info). NATS_URL unset: a nats-server with the services'
+ * users is started on 127.0.0.1:4222 (another free port when 4222 is taken), storing in tmp/nats;
+ * NATS_URL set: that server is used, every service connecting as its own name with NATS_PASSWORD.
  * `--exit-after-seed` or CRM_START_EXIT_AFTER_SEED=1: stop cleanly once seeded (smoke test).
  * Exit codes: 0 after a clean stop, 1 when something failed to start, 130 on a forced second Ctrl-C.
  */
@@ -24,7 +41,8 @@ const READY_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 10_000;
 
 const databaseUrl = process.env['DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/crm';
-const natsUrl = process.env['NATS_URL'] ?? 'nats://127.0.0.1:4222';
+const externalNatsUrl = process.env['NATS_URL'];
+const externalNatsPassword = process.env['NATS_PASSWORD'];
 const logLevel = process.env['LOG_LEVEL'] ?? 'info';
 
 const HOST = '127.0.0.1';
@@ -33,12 +51,14 @@ const GATEWAY_PORT = 3000;
 const issuerUrl = `http://${HOST}:${ISSUER_PORT}`;
 const gatewayUrl = `http://${HOST}:${GATEWAY_PORT}`;
 const SERVICES = [
-  { name: 'contacts-svc', grpc: 50051, ops: 9401 },
-  { name: 'pipeline-svc', grpc: 50052, ops: 9402 },
-  { name: 'quotes-svc', grpc: 50053, ops: 9403 },
-  { name: 'activities-svc', grpc: 50054, ops: 9404 },
-  { name: 'analytics-svc', grpc: 50055, ops: 9405 },
+  { name: 'contacts-svc', grpc: 7051, ops: 9401 },
+  { name: 'pipeline-svc', grpc: 7052, ops: 9402 },
+  { name: 'quotes-svc', grpc: 7053, ops: 9403 },
+  { name: 'activities-svc', grpc: 7054, ops: 9404 },
+  { name: 'analytics-svc', grpc: 7055, ops: 9405 },
 ] as const;
+const NATS_PORT = 4222;
+const natsStoreDir = resolve(repoRoot, 'tmp/nats');
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 const complain = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -134,8 +154,30 @@ async function main(): Promise<void> {
   adminUrl.pathname = '/postgres';
   await ensurePostgres(adminUrl.toString(), say);
   const crmDatabaseUrl = await createDatabase(adminUrl.toString(), dbName);
-  nats = await ensureNats(natsUrl, say);
+  if (externalNatsUrl !== undefined && !externalNatsPassword) {
+    throw new Error('NATS_URL is set but NATS_PASSWORD is not: the services need the password of their NATS users (unset NATS_URL to run a local nats-server)');
+  }
+  const natsPasswords = new Map<string, string>();
+  let natsUrl: string;
+  if (externalNatsUrl === undefined) {
+    mkdirSync(natsStoreDir, { recursive: true });
+    const users = serviceNatsUsers((user) => {
+      const password = randomNatsPassword();
+      natsPasswords.set(user, password);
+      return password;
+    });
+    const port = (await isPortOpen(HOST, NATS_PORT)) ? await freePort() : NATS_PORT;
+    nats = await startNatsServer({ users, port, storeDir: natsStoreDir });
+    natsUrl = nats.url;
+  } else {
+    natsUrl = externalNatsUrl;
+  }
   say(`Postgres ${dbUrl.host}/${dbName} · NATS ${natsUrl.replace(/^nats:\/\//, '')} · logs in tmp/logs/`);
+
+  // this run's internal-token key pair: only this gateway can act as a caller of these services
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const internalTokenPublicKey = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const internalTokenPrivateKey = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 
   issuer = start({
     name: 'dev-issuer',
@@ -144,7 +186,15 @@ async function main(): Promise<void> {
     readyUrl: `${issuerUrl}/realms/crm/.well-known/openid-configuration`,
   });
   for (const s of SERVICES) {
-    const env = { DATABASE_URL: crmDatabaseUrl, NATS_URL: natsUrl, GRPC_PORT: String(s.grpc), OPS_PORT: String(s.ops), LOG_LEVEL: logLevel };
+    const env = {
+      DATABASE_URL: crmDatabaseUrl,
+      NATS_URL: natsUrl,
+      NATS_PASSWORD: natsPasswords.get(s.name) ?? externalNatsPassword ?? '',
+      INTERNAL_TOKEN_PUBLIC_KEYS: internalTokenPublicKey,
+      GRPC_PORT: String(s.grpc),
+      OPS_PORT: String(s.ops),
+      LOG_LEVEL: logLevel,
+    };
     services.push(start({ name: s.name, script: `apps/${s.name}/src/main.ts`, env, readyUrl: `http://${HOST}:${s.ops}/readyz` }));
   }
   await Promise.all([
@@ -162,6 +212,7 @@ async function main(): Promise<void> {
       KEYCLOAK_URL: issuerUrl,
       CONTACTS_GRPC_URL: `${HOST}:${SERVICES[0].grpc}`,
       ANALYTICS_GRPC_URL: `${HOST}:${SERVICES[4].grpc}`,
+      INTERNAL_TOKEN_PRIVATE_KEY: internalTokenPrivateKey,
       LOG_LEVEL: logLevel,
     },
     readyUrl: `${gatewayUrl}/readyz`,

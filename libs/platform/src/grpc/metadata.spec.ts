@@ -1,21 +1,41 @@
 import { describe, expect, it } from '@jest/globals';
 import { Metadata } from '@grpc/grpc-js';
-import { contextFromMetadata, contextToMetadata } from './metadata.ts';
+import { bearerToken, contextFromMetadata, contextToMetadata, MD } from './metadata.ts';
 
 const ORG = '0b4c7a8e-0000-4000-8000-000000000001';
+const OTHER_ORG = '0b4c7a8e-0000-4000-8000-000000000002';
 
 describe('request context in call metadata', () => {
-  it('round-trips and drops unknown roles', () => {
-    const md = contextToMetadata({ organizationId: ORG, userId: 'u1', roles: ['crm-rep'], requestId: 'r1' });
-    md.set('x-roles', 'crm-rep,superuser');
-    expect(contextFromMetadata(md)).toEqual({ organizationId: ORG, userId: 'u1', roles: ['crm-rep'], requestId: 'r1' });
+  it('carries the internal token as a bearer credential and no identity in plain keys', () => {
+    const md = contextToMetadata({ organizationId: ORG, userId: 'u1', roles: ['crm-rep'], requestId: 'r1' }, 'header.payload.signature');
+    expect(md.get(MD.authorization)).toEqual(['Bearer header.payload.signature']);
+    expect(bearerToken(md)).toBe('header.payload.signature');
+    expect(md.get(MD.organizationId)).toEqual([]);
+    expect(md.get(MD.userId)).toEqual([]);
+    expect(md.get(MD.roles)).toEqual([]);
   });
 
-  it('refuses calls without a tenant or with a malformed one', () => {
-    expect(() => contextFromMetadata(new Metadata())).toThrow(expect.objectContaining({ kind: 'unauthenticated' }));
+  it('finds no bearer token when there is none or it is not a bearer credential', () => {
+    expect(bearerToken(new Metadata())).toBeUndefined();
     const md = new Metadata();
-    md.set('x-organization-id', "1' or '1'='1");
-    md.set('x-user-id', 'u');
-    expect(() => contextFromMetadata(md)).toThrow(expect.objectContaining({ code: 'MISSING_CALL_CONTEXT' }));
+    md.set(MD.authorization, 'Basic dXNlcjpwYXNz');
+    expect(bearerToken(md)).toBeUndefined();
+  });
+
+  it('takes identity from the verified token only, whatever plain metadata claims', () => {
+    const md = new Metadata();
+    md.set(MD.organizationId, OTHER_ORG);
+    md.set(MD.userId, 'intruder');
+    md.set(MD.roles, 'crm-admin');
+    md.set(MD.requestId, 'forged');
+    const identity = { organizationId: ORG, userId: 'u1', roles: ['crm-viewer'] as const, requestId: 'r1' };
+    expect(contextFromMetadata(md, identity)).toEqual({ ...identity, idempotencyKey: undefined });
+  });
+
+  it('carries the idempotency key as a plain request attribute beside the identity', () => {
+    const ctx = { organizationId: ORG, userId: 'u1', roles: ['crm-rep'] as const, requestId: 'r1', idempotencyKey: 'k-1' };
+    const md = contextToMetadata(ctx, 'token');
+    expect(contextFromMetadata(md, { organizationId: ORG, userId: 'u1', roles: ['crm-rep'], requestId: 'r1' })).toEqual(ctx);
+    expect(contextFromMetadata(contextToMetadata({ ...ctx, idempotencyKey: undefined }, 'token'), ctx).idempotencyKey).toBeUndefined();
   });
 });

@@ -1,22 +1,29 @@
 import { Metadata } from '@grpc/grpc-js';
-import { type RequestContext, isRole } from '../context.ts';
-import { DomainError } from '../errors.ts';
-import { isUuid } from '../persistence/ids.ts';
+import type { RequestContext } from '../context.ts';
 
-/** Metadata keys the gateway sets and services trust (architecture: "Tenancy and identity"). */
+/**
+ * Metadata keys of a call (architecture: "Tenancy and identity"). The caller's identity travels
+ * only inside the signed internal token (`authorization: Bearer <jwt>`, grpc/internal-token.ts);
+ * services never read identity from plain keys, so whoever reaches a port cannot set a tenant.
+ * `x-organization-id`, `x-user-id` and `x-roles` are no longer sent; their names stay reserved.
+ */
 export const MD = {
+  authorization: 'authorization',
   organizationId: 'x-organization-id',
   userId: 'x-user-id',
   roles: 'x-roles',
+  /** Plain copy of the request id for proxies' logs (the services take it from the token). */
   requestId: 'x-request-id',
   idempotencyKey: 'idempotency-key',
 } as const;
 
-/** Serialises a request context into call metadata (roles comma-separated). */
-export function contextToMetadata(ctx: RequestContext, metadata: Metadata = new Metadata()): Metadata {
-  metadata.set(MD.organizationId, ctx.organizationId);
-  metadata.set(MD.userId, ctx.userId);
-  metadata.set(MD.roles, ctx.roles.join(','));
+/**
+ * Client side: the call metadata of a request: `token` (the internal token signed for this
+ * context and the called service) as `authorization: Bearer …`, plus the request's plain
+ * attributes that are not identity: the request id (for logs) and the client's idempotency key.
+ */
+export function contextToMetadata(ctx: RequestContext, token: string, metadata: Metadata = new Metadata()): Metadata {
+  metadata.set(MD.authorization, `Bearer ${token}`);
   metadata.set(MD.requestId, ctx.requestId);
   if (ctx.idempotencyKey) metadata.set(MD.idempotencyKey, ctx.idempotencyKey);
   return metadata;
@@ -27,26 +34,17 @@ function first(metadata: Metadata, key: string): string | undefined {
   return typeof value === 'string' && value.length > 0 ? value : undefined;
 }
 
+/** The bearer token of a call's `authorization` metadata, or undefined when there is none. */
+export function bearerToken(metadata: Metadata): string | undefined {
+  return /^Bearer\s+(\S+)$/i.exec(first(metadata, MD.authorization) ?? '')?.[1];
+}
+
 /**
- * Reads the request context from call metadata. Throws `UNAUTHENTICATED` (code
- * `MISSING_CALL_CONTEXT`) when the organization or user is missing or the organization id is not a
- * UUID; unknown roles are dropped.
+ * Server side: the request context of a call whose token was verified. Identity (organization,
+ * user, roles, request id) comes from `identity` — the verified token — only; request attributes
+ * that are not identity are read from `metadata` and never override it: the idempotency key
+ * (scoped by the verified organization and user where it is recorded).
  */
-export function contextFromMetadata(metadata: Metadata): RequestContext {
-  const organizationId = first(metadata, MD.organizationId);
-  const userId = first(metadata, MD.userId);
-  if (!organizationId || !isUuid(organizationId) || !userId) {
-    throw new DomainError('unauthenticated', 'MISSING_CALL_CONTEXT', 'call metadata lacks x-organization-id / x-user-id');
-  }
-  const roles = (first(metadata, MD.roles) ?? '')
-    .split(',')
-    .map((r) => r.trim())
-    .filter(isRole);
-  return {
-    organizationId,
-    userId,
-    roles,
-    requestId: first(metadata, MD.requestId) ?? crypto.randomUUID(),
-    idempotencyKey: first(metadata, MD.idempotencyKey),
-  };
+export function contextFromMetadata(metadata: Metadata, identity: RequestContext): RequestContext {
+  return { ...identity, idempotencyKey: first(metadata, MD.idempotencyKey) };
 }

@@ -12,7 +12,9 @@ import { runWithContext } from '../context.ts';
 import { isDomainError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { PlatformMetrics } from '../metrics.ts';
-import { contextFromMetadata } from './metadata.ts';
+import type { InternalTokenVerifier } from './internal-token.ts';
+import { bearerToken, contextFromMetadata } from './metadata.ts';
+import { raiseStreamResetLimit, serverOptions } from './options.ts';
 import { toServiceError } from './status.ts';
 
 /**
@@ -68,20 +70,29 @@ export interface GrpcServerHandle {
   close(graceMs?: number): Promise<void>;
 }
 
+/** Error codes of a call without a valid internal token (logged: someone reached the port without being the gateway). */
+const REFUSED_TOKEN_CODES = new Set(['MISSING_CALL_TOKEN', 'INVALID_CALL_TOKEN']);
+
 /**
- * Starts a grpc-js server with `grpc.health.v1.Health` and the given services. Every unary call
- * gets its request context from metadata (UNAUTHENTICATED without one), runs inside it, is
- * counted and timed, and has thrown errors mapped once to gRPC status (see grpc/status.ts).
- * Health starts SERVING for '' and every service name.
+ * Starts a grpc-js server with `grpc.health.v1.Health` and the given services, with the channel
+ * settings of grpc/options.ts. Every unary call must carry an internal token for its service
+ * (`authorization: Bearer …`, checked by `verifier`; UNAUTHENTICATED otherwise); its request
+ * context is built from the verified token only, the handler runs inside it (not at all when the
+ * caller has cancelled meanwhile), is counted and timed, and thrown errors are mapped once to gRPC
+ * status (see grpc/status.ts). Health needs no token (probes); it starts SERVING for '' and every
+ * service name.
  */
 export async function startGrpcServer(options: {
   host: string;
   port: number;
   services: ServiceBinding[];
+  /** Checks internal tokens (the public keys of INTERNAL_TOKEN_PUBLIC_KEYS). */
+  verifier: InternalTokenVerifier;
   logger: Logger;
   metrics: PlatformMetrics;
 }): Promise<GrpcServerHandle> {
-  const server = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
+  const server = new Server(serverOptions());
+  raiseStreamResetLimit(server);
   const statusMap = Object.fromEntries([['', 'SERVING'], ...options.services.map((s) => [s.name, 'SERVING'])] as const);
   const health = new HealthImplementation(statusMap);
   health.addToServer(server);
@@ -98,13 +109,21 @@ export async function startGrpcServer(options: {
         };
         void (async () => {
           try {
-            const ctx = contextFromMetadata(call.metadata);
+            const identity = await options.verifier.verify(bearerToken(call.metadata), binding.name);
+            const ctx = contextFromMetadata(call.metadata, identity);
+            // the caller gave up (deadline, cancel) while we verified: no work, nobody would read the answer
+            if (call.cancelled) {
+              finish(status.CANCELLED);
+              return;
+            }
             const response = await runWithContext(ctx, () => handler(call.request));
             finish(status.OK);
             callback(null, response);
           } catch (error) {
             const mapped = toServiceError(error);
             if (!isDomainError(error)) options.logger.error({ err: error, method: fullName }, 'unhandled error in gRPC handler');
+            else if (REFUSED_TOKEN_CODES.has(error.code))
+              options.logger.warn({ method: fullName, peer: call.getPeer(), reason: error.message }, 'gRPC call refused');
             finish(mapped.code);
             callback(mapped, null);
           }

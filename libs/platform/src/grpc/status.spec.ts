@@ -26,3 +26,12 @@ describe('domain error ⇄ gRPC status', () => {
     expect(fromServiceError(err)).toMatchObject({ kind: 'unavailable', code: 'SERVICE_UNAVAILABLE' });
   });
 });
+
+describe('toServiceError for a database outage', () => {
+  it('answers UNAVAILABLE (retryable, 503 at the gateway) instead of INTERNAL', () => {
+    const terminated = Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
+    expect(toServiceError(terminated)).toMatchObject({ code: status.UNAVAILABLE });
+    expect(fromServiceError({ ...toServiceError(terminated), message: '' })).toMatchObject({ kind: 'unavailable', code: 'DATABASE_UNAVAILABLE' });
+    expect(toServiceError(new Error('a bug'))).toMatchObject({ code: status.INTERNAL });
+  });
+});

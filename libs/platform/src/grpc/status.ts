@@ -1,5 +1,6 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { DomainError, type DomainErrorKind, type FieldViolation } from '../errors.ts';
+import { isDatabaseUnavailable } from '../messaging/retry.ts';
 
 /** The one mapping of domain error kinds to gRPC status codes (and back). */
 const KIND_TO_STATUS: Record<DomainErrorKind, status> = {
@@ -36,6 +37,8 @@ export function toServiceError(error: unknown): Partial<ServiceError> & { code: 
     if (error.violations.length > 0) metadata.set(ERROR_VIOLATIONS_KEY, JSON.stringify(error.violations));
     return { code: KIND_TO_STATUS[error.kind], details: error.message, metadata };
   }
+  // the service's own database is down or unreachable: a retry may succeed, so say so (503 at the gateway)
+  if (isDatabaseUnavailable(error)) return toServiceError(new DomainError('unavailable', 'DATABASE_UNAVAILABLE', 'the service cannot reach its database'));
   return { code: status.INTERNAL, details: 'internal error' };
 }
 

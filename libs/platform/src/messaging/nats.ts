@@ -3,11 +3,28 @@ import { AckPolicy, DeliverPolicy, jetstreamManager, RetentionPolicy, StorageTyp
 import type { Logger } from '../logger.ts';
 import { EVENT_STREAM } from './event.ts';
 
+/** NATS user credentials (nats-server `authorization.users`). */
+export interface NatsCredentials {
+  user: string;
+  pass: string;
+}
+
 /**
- * Connects to NATS (comma-separated `servers`), reconnecting forever so a NATS outage delays
- * events instead of losing them (the outbox keeps them). Waits for the first connection.
+ * The inbox prefix of `user`: `_INBOX.<user>`. Replies (JetStream acks, pulled messages) go to
+ * inboxes under it, so the server can let each user subscribe to its own inboxes only
+ * (`_INBOX.<user>.>`) and no service reads another's deliveries.
  */
-export async function connectNats(servers: string, name: string, logger: Logger): Promise<NatsConnection> {
+export function inboxPrefixOf(user: string): string {
+  return `_INBOX.${user}`;
+}
+
+/**
+ * Connects to NATS (comma-separated `servers`) as `credentials.user` (replies under
+ * {@link inboxPrefixOf} that user), reconnecting forever so a NATS outage delays events instead of
+ * losing them (the outbox keeps them). Waits for the first connection; rejects when the server
+ * refuses the credentials (`Authorization Violation`) or, without credentials, requires them.
+ */
+export async function connectNats(servers: string, name: string, logger: Logger, credentials?: NatsCredentials): Promise<NatsConnection> {
   const nc = await connect({
     servers: servers.split(','),
     name,
@@ -15,6 +32,7 @@ export async function connectNats(servers: string, name: string, logger: Logger)
     reconnectTimeWait: 250,
     waitOnFirstConnect: true,
     pingInterval: 5000,
+    ...(credentials ? { user: credentials.user, pass: credentials.pass, inboxPrefix: inboxPrefixOf(credentials.user) } : {}),
   });
   void (async () => {
     for await (const s of nc.status()) {
