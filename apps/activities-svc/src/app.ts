@@ -2,7 +2,7 @@ import { loadConfig, OutboxMessage, platformMessagingMigration, port, serviceEnv
 import { z } from 'zod';
 
 /** Environment of activities-svc. */
-export const configSchema = z.object({ ...serviceEnv, GRPC_PORT: port(50054), OPS_PORT: port(9404) });
+export const configSchema = z.object({ ...serviceEnv, GRPC_PORT: port(7054), OPS_PORT: port(9404) });
 
 /**
  * Composition root of activities-svc (schema `activities`). Until its domain lands it serves only

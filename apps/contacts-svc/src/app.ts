@@ -16,7 +16,7 @@ import { ContactEntity, contactService } from './contact/contact.service.ts';
 import { migrations } from './migrations/index.ts';
 
 /** Environment of contacts-svc. */
-export const configSchema = z.object({ ...serviceEnv, GRPC_PORT: port(50051), OPS_PORT: port(9401) });
+export const configSchema = z.object({ ...serviceEnv, GRPC_PORT: port(7051), OPS_PORT: port(9401) });
 export type ContactsConfig = z.infer<typeof configSchema>;
 
 /**

@@ -1,6 +1,6 @@
 import { Channel, type ChannelCredentials, type ClientOptions } from '@grpc/grpc-js';
 import { analyticsV1, companyRecord, contactRecord } from '@crm/contracts';
-import { insecure } from '@crm/platform';
+import { channelOptions, insecure, signCallsOn, type InternalTokenSigner } from '@crm/platform';
 import type { GatewayConfig } from './config.ts';
 import { grpcHealthClient } from './grpc-health.ts';
 import type { IdempotencyStore } from './http/idempotency.ts';
@@ -60,22 +60,24 @@ export interface ConnectedBackend {
 }
 
 /**
- * Opens one channel per backend (connecting lazily, on the first call) and builds its routes.
- * Throws (at boot) when two backends share a name.
+ * Opens one channel per backend (connecting lazily, on the first call), whose calls carry internal
+ * tokens from `shared.signer`, and builds its routes. Throws (at boot) when two backends share a name.
  */
 export function connectBackends(
   backends: readonly Backend[],
   config: GatewayConfig,
-  shared: { deadlineMs: number; idempotency: IdempotencyStore },
+  shared: { deadlineMs: number; idempotency: IdempotencyStore; signer: InternalTokenSigner },
 ): ConnectedBackend[] {
+  const { signer, ...context } = shared;
   const names = backends.map((b) => b.name);
   const twice = names.find((n, i) => names.indexOf(n) !== i);
   if (twice) throw new Error(`two backends named ${twice}`);
   return backends.map((backend) => {
     const url = backend.url(config);
-    const channel = new Channel(url, insecure(), {});
+    const channel = new Channel(url, insecure(), channelOptions());
+    signCallsOn(channel, signer);
     const health = grpcHealthClient(url);
-    const routes = backend.routes({ ...shared, client: (Client) => new Client(url, insecure(), { channelOverride: channel }) });
+    const routes = backend.routes({ ...context, client: (Client) => new Client(url, insecure(), { channelOverride: channel }) });
     return {
       name: backend.name,
       routes,

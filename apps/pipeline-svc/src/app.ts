@@ -2,7 +2,7 @@ import { loadConfig, OutboxMessage, platformMessagingMigration, port, serviceEnv
 import { z } from 'zod';
 
 /** Environment of pipeline-svc. */
-export const configSchema = z.object({ ...serviceEnv, GRPC_PORT: port(50052), OPS_PORT: port(9402) });
+export const configSchema = z.object({ ...serviceEnv, GRPC_PORT: port(7052), OPS_PORT: port(9402) });
 
 /**
  * Composition root of pipeline-svc (schema `pipeline`). Until its domain lands it serves only

@@ -2,7 +2,7 @@ import { loadConfig, OutboxMessage, platformMessagingMigration, port, serviceEnv
 import { z } from 'zod';
 
 /** Environment of quotes-svc. */
-export const configSchema = z.object({ ...serviceEnv, GRPC_PORT: port(50053), OPS_PORT: port(9403) });
+export const configSchema = z.object({ ...serviceEnv, GRPC_PORT: port(7053), OPS_PORT: port(9403) });
 
 /**
  * Composition root of quotes-svc (schema `quotes`). Until its domain lands it serves only

@@ -1,6 +1,7 @@
 import type { MigrationObject } from '@mikro-orm/core';
 import type { Options } from '@mikro-orm/postgresql';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { createInternalTokenVerifier, type InternalTokenPublicKey } from './grpc/internal-token.ts';
 import { startGrpcServer, type ServiceBinding } from './grpc/server.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { indexEventHandlers, startEventConsumer, type EventHandlerSpec } from './messaging/consumer.ts';
@@ -14,6 +15,11 @@ import { openDatabase, type Orm } from './persistence/database.ts';
 export interface RuntimeConfig {
   DATABASE_URL: string;
   NATS_URL: string;
+  /** NATS user; default: the service's name (`spec.name`). */
+  NATS_USER?: string | undefined;
+  NATS_PASSWORD: string;
+  /** Public keys the gRPC server accepts internal tokens from (config.ts `internalTokenPublicKeys`). */
+  INTERNAL_TOKEN_PUBLIC_KEYS: readonly InternalTokenPublicKey[];
   GRPC_HOST: string;
   GRPC_PORT: number;
   OPS_HOST: string;
@@ -21,6 +27,14 @@ export interface RuntimeConfig {
   LOG_LEVEL: string;
   /** JetStream stream replicas (1 locally, 3 in a cluster). */
   NATS_STREAM_REPLICAS?: number;
+  /** Longest wait of a query for a database connection in ms (default 10 000). */
+  DB_CONNECT_TIMEOUT_MS?: number;
+  /** Consumers' retry backoff in ms: first delay (default 100) and cap (default 10 000). */
+  CONSUMER_RETRY_INITIAL_MS?: number;
+  CONSUMER_RETRY_MAX_MS?: number;
+  /** Outbox relay: poll interval without NOTIFY (default 1000) and backoff cap (default 5000), in ms. */
+  OUTBOX_POLL_INTERVAL_MS?: number;
+  OUTBOX_RETRY_MAX_MS?: number;
 }
 
 /** What a service plugs into the runtime. */
@@ -73,8 +87,15 @@ export interface ServiceHandle extends RuntimeDeps {
 export async function startService(spec: ServiceDefinitionSpec, config: RuntimeConfig): Promise<ServiceHandle> {
   const logger = createLogger(spec.name, config.LOG_LEVEL);
   const metrics = new PlatformMetrics(spec.name);
-  const orm = await openDatabase({ clientUrl: config.DATABASE_URL, schema: spec.schema, entities: spec.entities, migrations: spec.migrations, logger });
-  const nc = await connectNats(config.NATS_URL, spec.name, logger);
+  const orm = await openDatabase({
+    clientUrl: config.DATABASE_URL,
+    schema: spec.schema,
+    entities: spec.entities,
+    migrations: spec.migrations,
+    logger,
+    connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS,
+  });
+  const nc = await connectNats(config.NATS_URL, spec.name, logger, { user: config.NATS_USER ?? spec.name, pass: config.NATS_PASSWORD });
   await ensureEventStream(await jetstreamManager(nc), config.NATS_STREAM_REPLICAS ?? 1);
   const deps: RuntimeDeps = { orm, nc, logger, metrics };
   // checked before any port opens or consumer starts, so a wiring mistake fails boot with nothing left running
@@ -88,16 +109,50 @@ export async function startService(spec: ServiceDefinitionSpec, config: RuntimeC
     throw err;
   }
 
-  const grpc = await startGrpcServer({ host: config.GRPC_HOST, port: config.GRPC_PORT, services: spec.grpc(deps), logger, metrics });
+  const grpc = await startGrpcServer({
+    host: config.GRPC_HOST,
+    port: config.GRPC_PORT,
+    services: spec.grpc(deps),
+    verifier: createInternalTokenVerifier(config.INTERNAL_TOKEN_PUBLIC_KEYS),
+    logger,
+    metrics,
+  });
   let relay: OutboxRelay | undefined;
   if (spec.relay !== false) {
-    relay = new OutboxRelay({ orm, nc, clientUrl: config.DATABASE_URL, logger, metrics, schema: spec.schema });
+    relay = new OutboxRelay({
+      orm,
+      nc,
+      clientUrl: config.DATABASE_URL,
+      logger,
+      metrics,
+      schema: spec.schema,
+      pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
+      maxBackoffMs: config.OUTBOX_RETRY_MAX_MS,
+    });
     await relay.start();
   }
+  let stopping = false;
   const consumers = await Promise.all(
-    consumerDefinitions.map((c) =>
-      startEventConsumer({ orm, nc, logger, metrics, schema: spec.schema, durable: c.durable, filterSubject: c.filterSubject, handlers: c.handlers }),
-    ),
+    consumerDefinitions.map((c) => {
+      // a consumer's own grpc.health.v1 key: NOT_SERVING while its events fail for a transient
+      // reason (e.g. its database is down); '' stays as is, so callers of the read API are unaffected
+      const healthKey = `consumer:${c.durable}`;
+      grpc.health.setStatus(healthKey, 'SERVING');
+      return startEventConsumer({
+        orm,
+        nc,
+        logger,
+        metrics,
+        schema: spec.schema,
+        durable: c.durable,
+        filterSubject: c.filterSubject,
+        handlers: c.handlers,
+        retry: { initialDelayMs: config.CONSUMER_RETRY_INITIAL_MS, maxDelayMs: config.CONSUMER_RETRY_MAX_MS },
+        onHealthChange: (healthy) => {
+          if (!stopping) grpc.health.setStatus(healthKey, healthy ? 'SERVING' : 'NOT_SERVING');
+        },
+      });
+    }),
   );
   const ops = await startOpsServer({
     host: config.OPS_HOST,
@@ -107,6 +162,7 @@ export async function startService(spec: ServiceDefinitionSpec, config: RuntimeC
       // a real round trip: isConnected() stays false until the pool's first query
       database: async () => (await orm.em.fork().execute('select 1')).length === 1,
       nats: async () => !nc.isClosed() && nc.info !== undefined && !nc.isDraining(),
+      ...Object.fromEntries(consumers.map((c) => [`consumer:${c.durable}`, async () => c.healthy()])),
     },
   });
   logger.info({ grpcPort: grpc.port, opsPort: ops.port }, `${spec.name} started`);
@@ -119,6 +175,7 @@ export async function startService(spec: ServiceDefinitionSpec, config: RuntimeC
     relay,
     close: () => {
       closing ??= (async () => {
+        stopping = true;
         await grpc.close();
         for (const c of consumers) await c.stop();
         await relay?.stop();

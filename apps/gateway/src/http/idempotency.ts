@@ -29,6 +29,9 @@ export class IdempotencyStore {
 
   constructor(databaseUrl: string) {
     this.#pool = new pg.Pool({ connectionString: databaseUrl, max: 5 });
+    // an idle client whose server went away emits 'error' on the pool; without a listener the process
+    // would exit on a Postgres restart. The pool drops that client and the next query reconnects.
+    this.#pool.on('error', () => undefined);
   }
 
   /** True when the database answers. */

@@ -100,7 +100,7 @@ export function describeRecordConformance<E extends UpdatedEvent>(suite: () => T
     let nc: NatsConnection | undefined;
     const received: Msg[] = [];
     beforeAll(async () => {
-      nc = await connect({ servers: suite().infra.nats.url, name: `conformance ${entry.events}` });
+      nc = await connect({ servers: suite().infra.nats.url, name: `conformance ${entry.events}`, ...suite().infra.natsAuth });
       const sub = nc.subscribe(`${entry.events}.>`);
       void (async () => {
         for await (const m of sub) received.push(m);
