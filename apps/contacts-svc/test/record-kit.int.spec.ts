@@ -118,3 +118,20 @@ describe('records kit: constraint violations name the field, never a 500', () =>
     expect(constraintError(contactRecord, new Error('not a constraint'))).toBeUndefined();
   });
 });
+
+describe('records kit: foreign keys', () => {
+  it("have an index Postgres can use to check a deleted target's referencing rows", async () => {
+    const em = contacts.orm.em.fork();
+    await em.transactional(async (tx) => {
+      await tx.execute('set local enable_seqscan = off');
+      for (const [table, column, index] of [
+        ['contact', 'company_id', 'contact_company_id_ref_idx'],
+        ['company', 'parent_company_id', 'company_parent_company_id_ref_idx'],
+      ]) {
+        // the lookup Postgres runs for `on delete no action` when a company row goes
+        const plan = await tx.execute<{ 'QUERY PLAN': string }[]>(`explain select 1 from contacts.${table} where ${column} = ?`, [newId()]);
+        expect(plan.map((r) => r['QUERY PLAN']).join('\n')).toContain(index);
+      }
+    });
+  });
+});

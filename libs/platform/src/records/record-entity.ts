@@ -71,7 +71,8 @@ export function recordEntityNamed(name: string): EntitySchema<StoredRow> {
  * - `<table>_org_idx` on (organization_id, id) — every list is organization-first, keyset by id;
  * - `filter` field → `<table>_<column>_idx` on (organization_id, column, id);
  * - `unique` field → unique `<table>_<column>_uq` on (organization_id, column) for non-null values;
- * - `ref` field → foreign key `<table>_<column>_fkey` (on delete no action);
+ * - `ref` field → foreign key `<table>_<column>_fkey` (on delete no action) and its index
+ *   `<table>_<column>_ref_idx` on (column);
  * - `int` field with min/max → check `<table>_<column>_check`.
  * Soft-deleted tables' indexes are partial (`where deleted_at is null`).
  */
@@ -103,6 +104,9 @@ export function recordEntity(record: RecordDeclaration): EntitySchema<StoredRow>
         foreignKeyName: `${table}_${column}_fkey`,
         deleteRule: 'no action',
       });
+      // the foreign key's own index (all rows, column first): deleting or re-keying a target row
+      // checks the referencing rows through it instead of scanning the table
+      entity.addIndex({ name: `${table}_${column}_ref_idx`, properties: [key] });
     } else {
       const nullable = !['bool', 'owner', 'tags'].includes(spec.kind) && !isBlankText(spec);
       const type = spec.kind === 'decimal' ? new DecimalType('string') : COLUMN[spec.kind];
