@@ -1,3 +1,4 @@
+import { EXAMPLE_RECORD_ID } from '@crm/contracts';
 import type { Role } from '@crm/platform';
 import { z } from 'zod';
 import { READ_ROLES, WRITE_ROLES } from '../auth/tenant.ts';
@@ -35,7 +36,7 @@ export interface CrudSpec<R extends { id: string; version: number }, C, P, Q> {
 }
 
 /** The path parameter of a record; not checked as a UUID here: the services answer 404 for a malformed id. */
-const recordParams = z.strictObject({ id: z.string().meta({ format: 'uuid', description: 'record id (UUIDv7)' }) });
+const recordParams = z.strictObject({ id: z.string().meta({ format: 'uuid', description: 'record id (UUIDv7)', examples: [EXAMPLE_RECORD_ID] }) });
 
 /** `line-items` → `LineItems` (operationIds). */
 function pascal(name: string): string {
@@ -61,13 +62,20 @@ export function crudRoutes<R extends { id: string; version: number }, C, P, Q>(
   const tag = spec.plural;
   const one = pascal(spec.singular);
   const version = (r: R): number => r.version;
-  const page = z.object({ data: z.array(spec.schemas.resource), nextCursor: z.string().nullable() });
+  const page = z.object({
+    data: z.array(spec.schemas.resource),
+    nextCursor: z
+      .string()
+      .nullable()
+      .meta({ description: 'pass as cursor for the next page; null on the last', examples: ['MDE5M2E1YjItN2M0ZQ'] }),
+  });
   return [
     defineRoute({
       method: 'get',
       path,
       operationId: `list${pascal(spec.plural)}`,
       summary: `List ${spec.plural}`,
+      description: 'Keyset-paged in creation order (at most 200 per page); filters match exactly. Only the caller’s organization’s records.',
       tag,
       roles: READ_ROLES,
       query: spec.schemas.query,
@@ -79,12 +87,13 @@ export function crudRoutes<R extends { id: string; version: number }, C, P, Q>(
       path,
       operationId: `create${one}`,
       summary: `Create a ${spec.singular}`,
+      description: 'Answers 201 with Location and ETag. Unknown fields are refused (400). Retry-safe with Idempotency-Key.',
       tag,
       roles: writeRoles,
       idempotency,
       body: spec.schemas.create,
       response: json(spec.schemas.resource, { status: 201, etag: version, location: (r) => `/api/v1${path}/${r.id}` }),
-      problems: { '409': 'duplicate', '422': 'business rule violated' },
+      problems: { '409': 'a unique field is taken', '422': 'business rule violated (e.g. a reference to no record of the organization)' },
       handler: ({ body }) => spec.create(body),
     }),
     defineRoute({
@@ -92,6 +101,7 @@ export function crudRoutes<R extends { id: string; version: number }, C, P, Q>(
       path: `${path}/:id`,
       operationId: `get${one}`,
       summary: `Get a ${spec.singular}`,
+      description: 'The ETag is the version; send it back as If-Match when changing the record. Another organization’s record is 404.',
       tag,
       roles: READ_ROLES,
       params: recordParams,
@@ -104,6 +114,7 @@ export function crudRoutes<R extends { id: string; version: number }, C, P, Q>(
       path: `${path}/:id`,
       operationId: `update${one}`,
       summary: `Change a ${spec.singular}`,
+      description: 'Changes the fields sent, nothing else (null clears a field). With If-Match only if nobody changed it since (else 412).',
       tag,
       roles: writeRoles,
       params: recordParams,
@@ -111,7 +122,7 @@ export function crudRoutes<R extends { id: string; version: number }, C, P, Q>(
       body: jsonBody(spec.schemas.patch, (body) => (Object.keys(body as object).length ? undefined : 'name at least one field to change')),
       ifMatch: true,
       response: json(spec.schemas.resource, { description: 'changed', etag: version }),
-      problems: { '404': 'not found', '409': 'duplicate', '422': 'business rule violated' },
+      problems: { '404': 'not found (or another organization’s)', '409': 'a unique field is taken', '422': 'business rule violated' },
       handler: ({ params, body, expectedVersion }) => spec.update(params.id, body, Object.keys(body as object), expectedVersion),
     }),
     defineRoute({
@@ -119,12 +130,13 @@ export function crudRoutes<R extends { id: string; version: number }, C, P, Q>(
       path: `${path}/:id`,
       operationId: `delete${one}`,
       summary: `Delete a ${spec.singular} (soft delete)`,
+      description: 'With If-Match only if nobody changed it since (else 412).',
       tag,
       roles: writeRoles,
       params: recordParams,
       ifMatch: true,
       response: noContent('deleted'),
-      problems: { '404': 'not found', '422': 'business rule violated' },
+      problems: { '404': 'not found (or another organization’s)', '422': 'business rule violated (e.g. it still has dependents)' },
       handler: ({ params, expectedVersion }) => spec.remove(params.id, expectedVersion),
     }),
   ];

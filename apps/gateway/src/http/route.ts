@@ -4,7 +4,18 @@ import type { Request, RequestHandler, Response, Router } from 'express';
 import { DomainError, type RequestContext, type Role } from '@crm/platform';
 import { z } from 'zod';
 import { requireRole } from '../auth/tenant.ts';
-import { COMMON_PROBLEMS, parametersOf, problemResponse, schemaOf, shapeOf, type JsonObject } from '../openapi/openapi.ts';
+import {
+  COMMON_PROBLEMS,
+  commonResponseHeaders,
+  headerRef,
+  parametersOf,
+  PROBLEM_STATUSES,
+  problemResponse,
+  schemaOf,
+  shapeOf,
+  type JsonObject,
+  type ProblemStatus,
+} from '../openapi/openapi.ts';
 import { etagOf, expectedVersion } from './etag.ts';
 import { problem, sendProblem, validationProblem, type Problem } from './problem.ts';
 
@@ -54,7 +65,7 @@ export interface BodySpec<B> {
   /** The OpenAPI `requestBody`. */
   readonly requestBody: JsonObject;
   /** Problem statuses this body kind can answer (OpenAPI), e.g. `{ '413': '…' }`. */
-  readonly problems: Readonly<Record<string, string>>;
+  readonly problems: Readonly<Partial<Record<ProblemStatus, string>>>;
   read<T>(req: Request, use: (body: B) => Promise<T>): Promise<T>;
 }
 
@@ -77,7 +88,11 @@ export interface RouteInput<P, Q, B> {
   ctx: RequestContext;
 }
 
-/** Problem statuses a route documents beyond {@link COMMON_PROBLEMS} (value: when it happens). */
+/**
+ * Problem statuses a route documents beyond those every route gets (value: when it happens): the
+ * common ones ({@link COMMON_PROBLEMS}), 404 with `params`, 412 with `ifMatch`, 409/422 with
+ * `idempotency`, and those of its body kind (413/415).
+ */
 export type DocumentedProblems = Partial<Record<'404' | '409' | '412' | '413' | '415' | '422' | '503', string>>;
 
 /**
@@ -123,7 +138,7 @@ export function jsonBody<B>(schema: z.ZodType<B>, check?: (body: B) => string | 
   return {
     kind: 'json',
     requestBody: { required: true, content: { 'application/json': { schema: schemaOf(schema) } } },
-    problems: {},
+    problems: { '413': 'body larger than 1 MB', '415': 'body not JSON in UTF-8' },
     read: (req, use) => {
       const result = schema.safeParse(req.body);
       if (!result.success) throw new ProblemError(validationProblem(result.error, 'body'));
@@ -155,16 +170,30 @@ const IDEMPOTENCY_KEY = {
   name: 'Idempotency-Key',
   in: 'header',
   required: false,
-  schema: { type: 'string', maxLength: 255 },
-  description: 'retries with the same key and body replay the first response',
+  schema: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$', examples: ['7f1c2a9e-create-initech'] },
+  description: 'retries with the same key and body replay the first response (for 24 hours)',
 };
 const IF_MATCH = {
   name: 'If-Match',
   in: 'header',
   required: false,
-  schema: { type: 'string' },
-  description: 'ETag from a previous read; a stale one answers 412',
+  schema: { type: 'string', examples: ['"3"'] },
+  description: 'ETag from a previous read; a stale one answers 412 (without it the change applies to any version)',
 };
+const ORGANIZATION = { $ref: '#/components/parameters/X-Organization-Id' };
+/** Problems of the Idempotency-Key store. */
+const IDEMPOTENCY_PROBLEMS: Partial<Record<ProblemStatus, string>> = {
+  '409': 'a request with this Idempotency-Key is still in progress',
+  '422': 'Idempotency-Key reused with another body',
+};
+
+/** Problem responses by status, in status order; several causes of one status are joined. */
+function problemResponses(...sources: Partial<Record<ProblemStatus, string>>[]): [ProblemStatus, JsonObject][] {
+  return PROBLEM_STATUSES.flatMap((status) => {
+    const causes = [...new Set(sources.map((s) => s[status]).filter((d) => d !== undefined))];
+    return causes.length ? [[status, problemResponse(status, causes.join('; '))]] : [];
+  });
+}
 
 /** Path parameters of the OpenAPI operation: from the schema, else every `:name` of the path as a string. */
 function pathParameters(path: string, schema: z.ZodType | undefined): JsonObject[] {
@@ -203,28 +232,37 @@ export function defineRoute<P = Record<string, string>, Q = Record<string, never
     }
   };
 
-  const problems: Record<string, string> = {
-    ...COMMON_PROBLEMS,
-    ...(def.ifMatch ? { '412': 'stale If-Match' } : {}),
-    ...body?.problems,
-    ...def.problems,
-  };
+  // the route's own causes first, then those of its parts
+  const problems = problemResponses(
+    def.problems ?? {},
+    body?.problems ?? {},
+    def.ifMatch ? { '412': 'If-Match is stale or malformed' } : {},
+    def.idempotency ? IDEMPOTENCY_PROBLEMS : {},
+    { ...COMMON_PROBLEMS, ...(def.params && !def.problems?.['404'] ? { '404': 'no such record (a malformed id names none)' } : {}) },
+  );
   const parameters = [
     ...pathParameters(def.path, def.params),
     ...parametersOf(def.query, 'query'),
+    ORGANIZATION,
     ...(def.idempotency ? [IDEMPOTENCY_KEY] : []),
     ...(def.ifMatch ? [IF_MATCH] : []),
   ];
+  // success responses also carry the headers of every API answer (and the replay marker with Idempotency-Key)
+  const successes = Object.entries(def.response.responses).map(([status, response]) => {
+    const own = typeof response['headers'] === 'object' ? response['headers'] : {};
+    const replayed = def.idempotency ? { 'Idempotent-Replayed': headerRef('Idempotent-Replayed') } : {};
+    return [status, { ...response, headers: { ...commonResponseHeaders(), ...replayed, ...own } }];
+  });
   const operation: JsonObject = {
     operationId: def.operationId,
     tags: [def.tag],
     summary: def.summary,
     ...(def.description ? { description: def.description } : {}),
-    ...(parameters.length ? { parameters } : {}),
+    parameters,
     ...(body ? { requestBody: body.requestBody } : {}),
     responses: {
-      ...def.response.responses,
-      ...Object.fromEntries(Object.entries(problems).map(([status, description]) => [status, problemResponse(description)])),
+      ...Object.fromEntries(successes),
+      ...Object.fromEntries(problems),
     },
   };
   return {
@@ -238,22 +276,25 @@ export function defineRoute<P = Record<string, string>, Q = Record<string, never
 
 /**
  * A JSON response of `schema` (documentation only: results are the handler's, not re-validated).
- * `etag` gives the record version for `ETag`; `location` the absolute path of a created record.
+ * `etag` gives the record version for `ETag`; `location` the absolute path of a created record
+ * (required with status 201). The OpenAPI example is composed from the schema's examples unless
+ * `example` is given.
  */
 export function json<R>(
   schema: z.ZodType<R>,
-  options: { status?: 200 | 201 | 202; description?: string; etag?: (result: R) => number; location?: (result: R) => string } = {},
+  options: { status?: 200 | 201 | 202; description?: string; etag?: (result: R) => number; location?: (result: R) => string; example?: R } = {},
 ): ResponseSpec<R> {
   const status = options.status ?? 200;
+  if (status === 201 && !options.location) throw new Error('a 201 response needs a location (RFC 9110 §15.3.2)');
   const headers: JsonObject = {
-    ...(options.etag ? { ETag: { schema: { type: 'string' }, description: 'quoted record version' } } : {}),
-    ...(options.location ? { Location: { schema: { type: 'string' }, description: 'path of the created record' } } : {}),
+    ...(options.etag ? { ETag: headerRef('ETag') } : {}),
+    ...(options.location ? { Location: headerRef('Location') } : {}),
   };
   return {
     responses: {
       [String(status)]: {
         description: options.description ?? (status === 201 ? 'created' : 'ok'),
-        content: { 'application/json': { schema: schemaOf(schema) } },
+        content: { 'application/json': { schema: schemaOf(schema), ...(options.example === undefined ? {} : { example: options.example }) } },
         ...(Object.keys(headers).length ? { headers } : {}),
       },
     },
@@ -293,13 +334,20 @@ export interface Download {
  * after it the status is gone, so the connection is aborted and the client sees a truncated body.
  * The iterable is pulled in the request's async context (tenant metadata on gRPC calls).
  */
-export function download(options: { contentTypes: readonly string[]; description?: string }): ResponseSpec<Download> {
+export function download(options: { contentTypes: readonly string[]; description?: string; example?: string }): ResponseSpec<Download> {
   return {
     responses: {
       '200': {
         description: options.description ?? 'the file',
-        headers: { 'Content-Disposition': { schema: { type: 'string' }, description: 'attachment; filename of the file' } },
-        content: Object.fromEntries(options.contentTypes.map((type) => [type, {}])),
+        headers: {
+          'Content-Disposition': {
+            schema: { type: 'string', examples: ['attachment; filename="companies.csv"'] },
+            description: 'attachment; filename of the file',
+          },
+        },
+        content: Object.fromEntries(
+          options.contentTypes.map((type) => [type, { schema: { type: 'string' }, ...(options.example === undefined ? {} : { example: options.example }) }]),
+        ),
       },
     },
     send: async (res, file) => {

@@ -10,7 +10,21 @@ export const overviewSchema = z
     contactCount: z.int(),
     companiesByIndustry: z.array(z.object({ industry: z.string().nullable(), companyCount: z.int() })),
   })
-  .meta({ id: 'AnalyticsOverview', description: 'counts projected from the event stream (eventually consistent, typically < 1 s behind)' });
+  .meta({
+    id: 'AnalyticsOverview',
+    description: 'counts projected from the event stream (eventually consistent, typically < 1 s behind)',
+    examples: [
+      {
+        companyCount: 85,
+        contactCount: 312,
+        companiesByIndustry: [
+          { industry: 'technology', companyCount: 21 },
+          { industry: 'retail', companyCount: 9 },
+          { industry: null, companyCount: 3 },
+        ],
+      },
+    ],
+  });
 
 /** `GET /api/v1/analytics/overview` (a singleton read) over analytics-svc. */
 export function analyticsRoutes(client: analyticsV1.AnalyticsServiceClient, deadlineMs: number): Route[] {
@@ -20,6 +34,7 @@ export function analyticsRoutes(client: analyticsV1.AnalyticsServiceClient, dead
       path: '/analytics/overview',
       operationId: 'getAnalyticsOverview',
       summary: 'Counts of companies and contacts (by industry)',
+      description: 'Projected from the event stream: eventually consistent, typically less than a second behind the writes.',
       tag: 'analytics',
       roles: READ_ROLES,
       response: json(overviewSchema, { description: 'overview' }),

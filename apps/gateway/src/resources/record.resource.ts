@@ -1,5 +1,8 @@
 import { makeGenericClientConstructor, type Client } from '@grpc/grpc-js';
 import {
+  EXAMPLE_RECORD_ID,
+  EXAMPLE_USER_ID,
+  fieldExample,
   fieldOutputSchema,
   fieldSchema,
   messageValues,
@@ -26,27 +29,45 @@ type Body = Record<string, unknown>;
  * service normalises with): `<Name>Create` (required fields required, unknown fields refused),
  * `<Name>Patch` (every field optional, null clears), `<Name>` (the representation) and the list
  * query (`limit`, `cursor`, `q` when fields are searchable, one exact-match parameter per `filter`
- * field).
+ * field). Each field carries an example derived from its kind ({@link fieldExample}); the patch
+ * body's example changes two fields.
  */
 export function recordSchemas(record: RecordDeclaration) {
   const one = pascalCase(record.name);
   const fields = Object.entries(record.fields);
+  const example = (key: string, spec: FieldSpec, schema: z.ZodType) => schema.meta({ examples: [fieldExample(key, spec)] });
   const input = (optional: (spec: FieldSpec) => boolean) =>
-    Object.fromEntries(fields.map(([key, spec]) => [key, optional(spec) ? fieldSchema(spec).optional() : fieldSchema(spec)]));
+    Object.fromEntries(
+      fields.map(([key, spec]) => {
+        const schema = example(key, spec, fieldSchema(spec));
+        return [key, optional(spec) ? schema.optional() : schema];
+      }),
+    );
   const searched = fields.filter(([, spec]) => spec.search).map(([key]) => key);
+  // plain fields: neither unique (a 409 waiting to happen), nor references, nor the owner (rights)
+  const patchExample = Object.fromEntries(
+    fields
+      .filter(([, spec]) => !spec.unique && spec.kind !== 'ref' && spec.kind !== 'owner')
+      .slice(0, 2)
+      .map(([key, spec]) => [key, fieldExample(key, spec)]),
+  );
+  const at = (description: string) => z.iso.datetime().meta({ description, examples: ['2026-11-21T09:30:00.000Z'] });
   return {
-    create: z.strictObject(input((spec) => !(spec.kind === 'text' && spec.required))).meta({ id: `${one}Create` }),
-    patch: z.strictObject(input(() => true)).meta({ id: `${one}Patch`, description: 'fields to change; null clears' }),
+    create: z.strictObject(input((spec) => !(spec.kind === 'text' && spec.required))).meta({ id: `${one}Create`, description: `a new ${record.name}` }),
+    patch: z.strictObject(input(() => true)).meta({ id: `${one}Patch`, description: 'fields to change; null clears', examples: [patchExample] }),
     resource: z
       .object({
-        id: z.uuid(),
-        ...Object.fromEntries(fields.map(([key, spec]) => [key, fieldOutputSchema(spec)])),
-        createdBy: z.string(),
-        createdAt: z.iso.datetime(),
-        updatedAt: z.iso.datetime(),
-        version: z.int().describe('optimistic-locking version; the ETag is its quoted value'),
+        id: z.uuid().meta({ description: 'record id (UUIDv7)', examples: [EXAMPLE_RECORD_ID] }),
+        ...Object.fromEntries(fields.map(([key, spec]) => [key, example(key, spec, fieldOutputSchema(spec))])),
+        createdBy: z.string().meta({ description: 'Keycloak user id of the creator', examples: [EXAMPLE_USER_ID] }),
+        createdAt: at('when it was created'),
+        updatedAt: at('when it was last changed'),
+        version: z
+          .int()
+          .min(1)
+          .meta({ description: 'optimistic-locking version; the ETag is its quoted value', examples: [3] }),
       })
-      .meta({ id: one }),
+      .meta({ id: one, description: `a ${record.name} as served` }),
     query: listQueryBase.extend({
       ...(searched.length
         ? {
