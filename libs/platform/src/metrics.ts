@@ -6,7 +6,13 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
  */
 export class PlatformMetrics {
   readonly registry = new Registry();
+  /**
+   * gRPC calls handled, by `method` — the full method name without the leading slash
+   * (`crm.contacts.v1.CompanyService/GetCompany`, grpc/server.ts `grpcMethodName`), one label per
+   * method of each service — and status `code` name (`OK`, `NOT_FOUND`, …).
+   */
   readonly grpcRequests: Counter<'method' | 'code'>;
+  /** gRPC handling time by `method` (as {@link grpcRequests}). */
   readonly grpcDuration: Histogram<'method'>;
   readonly outboxBacklog: Gauge;
   readonly outboxOldestAge: Gauge;
