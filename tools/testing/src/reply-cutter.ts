@@ -10,16 +10,29 @@ import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
 export interface ReplyCutter {
   /** `127.0.0.1:<port>` to dial instead of the server. */
   address: string;
-  /** Cuts the next reply; resolves once it has been cut. */
+  /** Cuts the next reply (the next of any cutter sharing this one's {@link CutTrigger}); resolves once it has been cut. */
   cutNextReply(): Promise<void>;
   close(): Promise<void>;
 }
 
+/**
+ * The arm of one or more cutters. Cutters in front of the replicas of one service share one, so
+ * "cut the next reply" means the next reply of whichever replica the client's balancer picked.
+ */
+export interface CutTrigger {
+  /** Set while armed: called once, by the cutter that cut. */
+  armed: (() => void) | undefined;
+}
+
+/** A new, unarmed {@link CutTrigger}. */
+export function cutTrigger(): CutTrigger {
+  return { armed: undefined };
+}
+
 const HEADERS = 0x1;
 
-/** Starts a {@link ReplyCutter} for the server on 127.0.0.1:`targetPort`. */
-export async function startReplyCutter(targetPort: number): Promise<ReplyCutter> {
-  let armed: (() => void) | undefined;
+/** Starts a {@link ReplyCutter} for the server on 127.0.0.1:`targetPort`, armed through `trigger` (its own unless shared). */
+export async function startReplyCutter(targetPort: number, trigger: CutTrigger = cutTrigger()): Promise<ReplyCutter> {
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
     const upstream = new Socket();
@@ -42,9 +55,9 @@ export async function startReplyCutter(targetPort: number): Promise<ReplyCutter>
         const type = pending[offset + 3];
         const stream = pending.readUInt32BE(offset + 5) & 0x7fffffff;
         if (pending.length - offset < 9 + length) break;
-        if (armed && type === HEADERS && stream !== 0) {
-          const done = armed;
-          armed = undefined;
+        if (trigger.armed && type === HEADERS && stream !== 0) {
+          const done = trigger.armed;
+          trigger.armed = undefined;
           closeBoth();
           done();
           return;
@@ -58,7 +71,7 @@ export async function startReplyCutter(targetPort: number): Promise<ReplyCutter>
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
-    cutNextReply: () => new Promise<void>((resolve) => (armed = resolve)),
+    cutNextReply: () => new Promise<void>((resolve) => (trigger.armed = resolve)),
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

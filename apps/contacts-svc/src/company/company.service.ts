@@ -7,18 +7,28 @@ export const CompanyEntity = recordEntity(companyRecord);
 
 /**
  * Companies: the kit's record service plus the hierarchy rules — a company is never its own
- * ancestor (422 COMPANY_HIERARCHY_CYCLE) and is not deleted while live subsidiaries point at it
- * (422 COMPANY_HAS_SUBSIDIARIES).
+ * ancestor (422 COMPANY_HIERARCHY_CYCLE), its parent is a live company (422
+ * PARENT_COMPANY_NOT_FOUND), and it is not deleted while live subsidiaries point at it (422
+ * COMPANY_HAS_SUBSIDIARIES). Each of these reads other rows than the one written, so writes that
+ * set a parent and deletes take the organization's hierarchy lock first ({@link lockHierarchy}).
  */
 export function companyService(orm: Orm): RecordService<typeof companyRecord.fields> {
   return new RecordService(orm, companyRecord, CompanyEntity, {
     hooks: {
       beforeWrite: async ({ em, values, changed, existing }) => {
-        if (existing && changed.has('parentCompanyId') && values.parentCompanyId) {
-          assertNoHierarchyCycle(existing.id, await ancestorsOf(em, values.parentCompanyId));
+        if (!changed.has('parentCompanyId') || !values.parentCompanyId) return;
+        await lockHierarchy(em);
+        const ancestors = await ancestorsOf(em, values.parentCompanyId);
+        // checked live before the lock; deleted since by a write that held it
+        if (ancestors.length === 0) {
+          throw new DomainError('rule_violation', 'PARENT_COMPANY_NOT_FOUND', `parentCompanyId ${values.parentCompanyId} not found`, [
+            { field: 'parentCompanyId', message: 'no such record' },
+          ]);
         }
+        if (existing) assertNoHierarchyCycle(existing.id, ancestors);
       },
       beforeDelete: async ({ em, row }) => {
+        await lockHierarchy(em);
         if ((await em.count(CompanyEntity, { parentCompanyId: row.id })) > 0) {
           throw new DomainError('rule_violation', 'COMPANY_HAS_SUBSIDIARIES', 'delete or re-parent its subsidiaries first');
         }
@@ -27,12 +37,29 @@ export function companyService(orm: Orm): RecordService<typeof companyRecord.fie
   });
 }
 
-/** Ids of `companyId` and its ancestors, nearest first (bounded at 64 levels), within the caller's organization. */
+/**
+ * Takes the caller's organization's hierarchy lock until the transaction ends (a transaction-level
+ * advisory lock on `contacts.company-hierarchy:<organization>`), so the hierarchy rules see every
+ * hierarchy change committed before them. Without it they raced: with B under C, "A's parent := B"
+ * and "C's parent := A" at once each found no cycle in what was committed and both stored theirs,
+ * leaving the cycle A → B → C → A; a parent could be deleted while a subsidiary was being put
+ * under it. Taken after the written row's lock (the kit locks first), and nothing taken after it
+ * waits for another writer's row lock (foreign-key checks take `for key share`, which the kit's
+ * `for no key update` row locks do not block), so it cannot deadlock.
+ */
+async function lockHierarchy(em: EntityManager): Promise<void> {
+  await em.execute('select pg_advisory_xact_lock(hashtext(?))', [`contacts.company-hierarchy:${requireContext().organizationId}`]);
+}
+
+/**
+ * Ids of `companyId` and its ancestors, nearest first (bounded at 64 levels), within the caller's
+ * organization; empty when `companyId` is not a live company there.
+ */
 async function ancestorsOf(em: EntityManager, companyId: string): Promise<string[]> {
   const org = requireContext().organizationId;
   const rows = await em.execute<{ id: string }[]>(
     `with recursive up(id, parent, depth) as (
-       select id, parent_company_id, 0 from contacts.company where id = ? and organization_id = ?
+       select id, parent_company_id, 0 from contacts.company where id = ? and organization_id = ? and deleted_at is null
        union all
        select c.id, c.parent_company_id, up.depth + 1 from contacts.company c join up on c.id = up.parent where up.depth < 64 and c.organization_id = ?
      ) select id from up order by depth`,
