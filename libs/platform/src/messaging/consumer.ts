@@ -1,4 +1,4 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type Tracer } from '@opentelemetry/api';
 import { jetstream, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pRetry from 'p-retry';
@@ -9,6 +9,7 @@ import { isUuid } from '../persistence/ids.ts';
 import { EVENT_STREAM, type ReceivedEvent } from './event.ts';
 import { ensureDurableConsumer, jetstreamManager } from './nats.ts';
 import { DEFAULT_RETRY_BACKOFF, isDatabaseUnavailable, resolveBackoff, retryDelayMs, toError, type RetryBackoff } from './retry.ts';
+import { processSpanAttributes } from './tracing.ts';
 
 /**
  * An event that can never be applied — missing headers, an undecodable body, invalid content (e.g.
@@ -37,6 +38,17 @@ export interface EventHandlerSpec {
   /** CloudEvents type handled (= the subject, e.g. `crm.contacts.company.created`); exact match, no wildcards. */
   readonly type: string;
   readonly decode: (event: ReceivedEvent) => EventEffect;
+  /**
+   * Set by {@link onEvents}: applies the effects (made by this handler's `decode`) of several
+   * events at once, with the same outcome as applying each of them.
+   */
+  readonly applyMany?: (em: EntityManager, effects: readonly EventEffect[]) => Promise<void>;
+}
+
+/** An event's decoded message with the event, as {@link onEvents} hands them to its handler. */
+export interface DecodedEvent<T> {
+  message: T;
+  event: ReceivedEvent;
 }
 
 /**
@@ -55,15 +67,49 @@ export function onEvent<T>(
   return {
     type,
     decode: (event) => {
-      let message: T;
-      try {
-        message = codec.decode(event.data);
-      } catch (err) {
-        throw new PoisonEventError(`undecodable ${event.type}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-      }
+      const message = decodeBody(codec, event);
       return (em) => apply(em, message, event);
     },
   };
+}
+
+/**
+ * Like {@link onEvent}, for a handler that applies many events of `type` at once: the consumer
+ * gives `applyAll` every event of the type in a batch (see startEventConsumer) — in one call, inside
+ * the batch's inbox transaction — and a single event when events are applied one by one. Applying
+ * them together must have the same effect as applying them one after the other in any order
+ * (events may arrive out of order anyway). `applyAll` throws to have the events retried (the batch
+ * is then applied one event at a time), or {@link PoisonEventError} for a message that never applies.
+ */
+export function onEvents<T>(
+  type: string,
+  codec: EventDecoder<T>,
+  applyAll: (em: EntityManager, events: readonly DecodedEvent<T>[]) => Promise<void>,
+): EventHandlerSpec {
+  const items = new WeakMap<EventEffect, DecodedEvent<T>>();
+  return {
+    type,
+    decode: (event) => {
+      const item = { message: decodeBody(codec, event), event };
+      const effect: EventEffect = (em) => applyAll(em, [item]);
+      items.set(effect, item);
+      return effect;
+    },
+    applyMany: (em, effects) =>
+      applyAll(
+        em,
+        effects.map((effect) => items.get(effect)!),
+      ),
+  };
+}
+
+/** The body of `event` decoded with `codec`; {@link PoisonEventError} when it does not decode. */
+function decodeBody<T>(codec: EventDecoder<T>, event: ReceivedEvent): T {
+  try {
+    return codec.decode(event.data);
+  } catch (err) {
+    throw new PoisonEventError(`undecodable ${event.type}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
 }
 
 /** A consumer's handler list is unusable (duplicate or empty type, no handler at all); thrown at boot. */
@@ -125,13 +171,19 @@ export interface EventConsumer {
   stop(): Promise<void>;
 }
 
-/** msg.working() period while a message is in hand: a third of the durable's 30 s ack wait (nats.ts). */
+/** msg.working() period while messages are in hand: a third of the durable's 30 s ack wait (nats.ts). */
 const WORKING_INTERVAL_MS = 10_000;
+
+/** Events applied in one transaction at most (the subscription also buffers this many). */
+const MAX_BATCH = 200;
 
 /**
  * Runs a durable JetStream pull consumer that dispatches each event by its CloudEvents type to the
  * one handler registered for it, applied exactly once per event id: the id goes into `inbox` in the
  * same transaction as the effect, so a redelivery finds it and changes nothing. Acks after commit.
+ * Events that arrive while others are being applied are applied together, in one transaction per
+ * batch (at most {@link MAX_BATCH}); a batch that fails is rolled back and its events applied one
+ * by one with the rules below, so batching changes throughput, never outcomes.
  *
  * No event is ever given up for a transient reason; only poison is dropped:
  * - poison — missing CloudEvents headers, an undecodable body, or a handler's
@@ -160,9 +212,8 @@ export async function startEventConsumer(options: ConsumerOptions): Promise<Even
     await jsm.consumers.update(EVENT_STREAM, options.durable, { max_deliver: -1 });
   }
   const consumer = await jetstream(options.nc).consumers.get(EVENT_STREAM, options.durable);
-  const messages = await consumer.consume({ max_messages: 200 });
+  const messages = await consumer.consume({ max_messages: MAX_BATCH });
   const tracer = trace.getTracer('crm-platform');
-  const labels = { consumer: options.durable };
   const stopping = new AbortController();
   let healthy = true;
   const run: RunState = {
@@ -177,30 +228,55 @@ export async function startEventConsumer(options: ConsumerOptions): Promise<Even
     },
   };
 
+  // Messages are taken off the subscription as they arrive (the pump) and applied in batches: all
+  // that arrived while the previous batch was being applied, at most MAX_BATCH, in one transaction
+  // (see applyBatch). Under no load a batch is one event, applied as before; under load the
+  // transaction, its commit and the round trips around it are shared by up to MAX_BATCH events.
+  const queue: JsMsg[] = [];
+  const inHand = new Set<JsMsg>();
+  let arrived: (() => void) | undefined;
+  let drained = false;
+  const pump = (async () => {
+    try {
+      for await (const msg of messages) {
+        queue.push(msg);
+        arrived?.();
+      }
+    } finally {
+      drained = true;
+      arrived?.();
+    }
+  })();
+  // every message held here (queued or being applied) tells JetStream it is still being worked on
+  const working = setInterval(() => {
+    for (const msg of queue) msg.working();
+    for (const msg of inHand) msg.working();
+  }, WORKING_INTERVAL_MS);
   const loop = (async () => {
-    for await (const msg of messages) {
-      const pending = msg.info.pending;
-      options.metrics.consumerLag.set(labels, pending);
-      if (msg.info.deliveryCount > 1) options.metrics.consumerRedeliveries.inc(labels);
-      const parent = propagation.extract(ROOT_CONTEXT, headerRecord(msg));
-      await context.with(parent, () =>
-        tracer.startActiveSpan(
-          `process ${msg.subject}`,
-          { kind: SpanKind.CONSUMER, attributes: { 'messaging.system': 'nats', 'messaging.destination.name': msg.subject } },
-          async (span) => {
-            const working = setInterval(() => msg.working(), WORKING_INTERVAL_MS);
-            try {
-              const outcome = await handleOne(msg, run);
-              options.metrics.consumerProcessed.inc({ ...labels, outcome });
-              span.setAttribute('crm.consumer.outcome', outcome);
-              span.setStatus({ code: outcome === 'retried' || outcome === 'poison' ? SpanStatusCode.ERROR : SpanStatusCode.OK });
-            } finally {
-              clearInterval(working);
-              span.end();
-            }
-          },
-        ),
-      );
+    try {
+      for (;;) {
+        if (queue.length === 0) {
+          if (drained) break;
+          await new Promise<void>((resolve) => (arrived = resolve));
+          arrived = undefined;
+          continue;
+        }
+        if (stopping.signal.aborted) {
+          // stopping: hand back at once what was received but not started, so another replica (or the next start) takes it
+          for (const msg of queue.splice(0)) msg.nak();
+          continue;
+        }
+        const batch = queue.splice(0, MAX_BATCH);
+        for (const msg of batch) inHand.add(msg);
+        try {
+          await processBatch(batch, run, tracer);
+        } finally {
+          for (const msg of batch) inHand.delete(msg);
+        }
+      }
+      await pump;
+    } finally {
+      clearInterval(working);
     }
   })();
 
@@ -225,19 +301,133 @@ interface RunState {
   setHealthy(healthy: boolean): void;
 }
 
-async function handleOne(msg: JsMsg, run: RunState): Promise<Outcome> {
+/** A received message, decoded and ready to apply, with its CONSUMER span (and the context naming it). */
+interface Ready {
+  msg: JsMsg;
+  event: ReceivedEvent;
+  effect: EventEffect;
+  handler: EventHandlerSpec;
+  span: Span;
+  spanContext: Context;
+}
+
+/**
+ * Handles one batch of received messages, each under its own CONSUMER span `process <subject>`
+ * (continuing the trace of its publish): poison and unhandled events are settled at once; the
+ * others are applied in one transaction ({@link applyBatch}) and acked after its commit. When
+ * that transaction fails for any reason — a poison event, a handler error, a deadlock, the
+ * database going away — it is rolled back, so nothing of it was applied, and every event of the
+ * batch is applied again one by one ({@link applyOne}), with the per-event semantics: poison
+ * terminated, transient failures retried, the rest applied once. No event is applied twice (the
+ * inbox row commits with the effect, or neither does) and none is lost.
+ */
+async function processBatch(batch: JsMsg[], run: RunState, tracer: Tracer): Promise<void> {
   const { options } = run;
-  let event: ReceivedEvent;
-  let effect: EventEffect;
+  const labels = { consumer: options.durable };
+  const finish = (span: Span, outcome: Outcome): void => {
+    options.metrics.consumerProcessed.inc({ ...labels, outcome });
+    span.setAttribute('crm.consumer.outcome', outcome);
+    span.setStatus({ code: outcome === 'retried' || outcome === 'poison' ? SpanStatusCode.ERROR : SpanStatusCode.OK });
+    span.end();
+  };
+  const ready: Ready[] = [];
+  for (const msg of batch) {
+    options.metrics.consumerLag.set(labels, msg.info.pending);
+    if (msg.info.deliveryCount > 1) options.metrics.consumerRedeliveries.inc(labels);
+    const headers = headerRecord(msg);
+    const parent = propagation.extract(ROOT_CONTEXT, headers);
+    const span = tracer.startSpan(
+      `process ${msg.subject}`,
+      { kind: SpanKind.CONSUMER, attributes: processSpanAttributes(msg.subject, headers, options.durable) },
+      parent,
+    );
+    const spanContext = trace.setSpan(parent, span);
+    const decoded = context.with(spanContext, () => decode(msg, run));
+    if (typeof decoded === 'string') finish(span, decoded);
+    else ready.push({ msg, ...decoded, span, spanContext });
+  }
+  if (ready.length > 1 && !run.signal.aborted) {
+    try {
+      const applied = await applyBatch(options, ready);
+      ready.forEach((r, i) => {
+        r.msg.ack();
+        finish(r.span, applied[i] ? 'applied' : 'duplicate');
+      });
+      run.setHealthy(true);
+      return;
+    } catch (err) {
+      options.logger.debug({ err, events: ready.length }, 'batch not applied; applying its events one by one');
+    }
+  }
+  for (const r of ready) finish(r.span, await context.with(r.spanContext, () => applyOne(r.msg, r.event, r.effect, run)));
+}
+
+/**
+ * The event of `msg` and its effect; or, for an event that needs no transaction, its outcome once
+ * settled: unhandled (acked) or poison (terminated).
+ */
+function decode(msg: JsMsg, run: RunState): { event: ReceivedEvent; effect: EventEffect; handler: EventHandlerSpec } | Outcome {
+  const { options } = run;
   try {
-    event = toReceivedEvent(msg);
+    const event = toReceivedEvent(msg);
     const handler = run.handlers.get(event.type);
     if (!handler) return unhandled(msg, options, event);
     // decoded before the transaction: a body that cannot decode never will, so it is poison at once
-    effect = handler.decode(event);
+    return { event, effect: handler.decode(event), handler };
   } catch (err) {
     return poison(msg, options, err);
   }
+}
+
+/**
+ * Applies the events of `ready` in one transaction: their inbox rows in one statement, then the
+ * effects of the events whose rows are new — one call for all the events of a handler that applies
+ * many at once ({@link onEvents}, at the place of its first event), each other event's on its own
+ * in order, under the event's span. Resolves per event whether it was applied (false: applied
+ * before, or earlier in this batch). Rejects (having rolled everything back) when any of it fails.
+ */
+function applyBatch(options: ConsumerOptions, ready: readonly Ready[]): Promise<boolean[]> {
+  return options.orm.em.fork().transactional(async (em) => {
+    // one JSON parameter: the driver would expand a JS array into a list of placeholders
+    const rows = JSON.stringify(ready.map((r) => ({ id: r.event.id, subject: r.event.subject })));
+    const inserted = await em.execute<{ event_id: string }[]>(
+      `insert into ${quoteIdent(options.schema)}.inbox (consumer, event_id, subject)
+       select ?, e.id, e.subject from json_to_recordset(?::json) as e(id uuid, subject text)
+       on conflict do nothing returning event_id`,
+      [options.durable, rows],
+    );
+    const fresh = new Set(inserted.map((row) => row.event_id));
+    // the same event twice in one batch: its row is new once, and it applies once (Postgres
+    // returns uuids in lower case; a header may carry upper case)
+    const applied = ready.map((r) => fresh.delete(r.event.id.toLowerCase()));
+    const groups = new Map<EventHandlerSpec, Ready[]>();
+    const steps: (Ready | Ready[])[] = [];
+    ready.forEach((r, i) => {
+      if (!applied[i]) return;
+      if (!r.handler.applyMany) return void steps.push(r);
+      const group = groups.get(r.handler);
+      if (group) return void group.push(r);
+      const created = [r];
+      groups.set(r.handler, created);
+      steps.push(created);
+    });
+    for (const step of steps) {
+      if (!Array.isArray(step)) await context.with(step.spanContext, () => step.effect(em));
+      else
+        await context.with(step[0]!.spanContext, () =>
+          step[0]!.handler.applyMany!(
+            em,
+            step.map((r) => r.effect),
+          ),
+        );
+    }
+    return applied;
+  });
+}
+
+/** Applies one event in its own transaction, holding it while the database is unavailable; see startEventConsumer. */
+async function applyOne(msg: JsMsg, event: ReceivedEvent, effect: EventEffect, run: RunState): Promise<Outcome> {
+  const { options } = run;
   const labels = { consumer: options.durable, outcome: 'retried' };
   try {
     // the attempt itself probes the database: while it is unavailable the event stays in hand
@@ -279,17 +469,20 @@ async function handleOne(msg: JsMsg, run: RunState): Promise<Outcome> {
   }
 }
 
+/** Inserts the inbox row of `event` in `em`'s transaction and, when it is new, applies the effect; false when applied before. */
+async function insertAndApply(em: EntityManager, options: ConsumerOptions, event: ReceivedEvent, effect: EventEffect): Promise<boolean> {
+  const inserted = await em.execute<{ event_id: string }[]>(
+    `insert into ${quoteIdent(options.schema)}.inbox (consumer, event_id, subject) values (?, ?, ?) on conflict do nothing returning event_id`,
+    [options.durable, event.id, event.subject],
+  );
+  if (inserted.length === 0) return false;
+  await effect(em);
+  return true;
+}
+
 /** Inserts the inbox row and applies the effect in one transaction; false when the event was applied before. */
 function applyInInbox(options: ConsumerOptions, event: ReceivedEvent, effect: EventEffect): Promise<boolean> {
-  return options.orm.em.fork().transactional(async (em) => {
-    const inserted = await em.execute<{ event_id: string }[]>(
-      `insert into ${quoteIdent(options.schema)}.inbox (consumer, event_id, subject) values (?, ?, ?) on conflict do nothing returning event_id`,
-      [options.durable, event.id, event.subject],
-    );
-    if (inserted.length === 0) return false;
-    await effect(em);
-    return true;
-  });
+  return options.orm.em.fork().transactional((em) => insertAndApply(em, options, event, effect));
 }
 
 function unhandled(msg: JsMsg, options: ConsumerOptions, event: ReceivedEvent): Outcome {

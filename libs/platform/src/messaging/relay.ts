@@ -6,10 +6,12 @@ import type { Logger } from '../logger.ts';
 import type { PlatformMetrics } from '../metrics.ts';
 import { quoteIdent, type EntityManager, type Orm } from '../persistence/database.ts';
 import { toError } from './retry.ts';
+import { publishTraced, untraced } from './tracing.ts';
 
 interface OutboxRow {
   id: string;
   subject: string;
+  aggregate_id: string;
   headers: Record<string, string>;
   payload: Buffer;
 }
@@ -41,9 +43,12 @@ export interface RelayOptions {
 /**
  * Publishes outbox rows to JetStream. Woken by LISTEN `outbox_<schema>` (the table's insert
  * trigger NOTIFYs), with polling as the fallback. Each batch runs in one transaction that first
- * takes `pg_try_advisory_xact_lock`, so with several replicas one relays at a time and id
- * (UUIDv7) order is kept. Rows are marked published only after JetStream acknowledged them
+ * takes `pg_try_advisory_xact_lock`, so with several replicas one relays at a time, and
+ * publishes its rows concurrently while keeping each aggregate's events in id (UUIDv7) order
+ * (see {@link relayBatch}). Rows are marked published only after JetStream acknowledged them
  * (`msgID` = event id, so a re-send after a crash is dropped by the stream's duplicate window).
+ * Tracing: each publish is a PRODUCER span in the trace of the write that stored the event
+ * (messaging/tracing.ts `publishTraced`); polling and LISTEN make no spans (`untraced`).
  *
  * Recovery: while NATS or Postgres is unreachable a failed batch backs off (`minBackoffMs`
  * doubling to `maxBackoffMs`); NOTIFYs do not cut a backoff short (a burst of inserts would turn it
@@ -122,8 +127,11 @@ export class OutboxRelay {
     client.on('error', (err) => this.o.logger.warn({ err }, 'outbox LISTEN connection error'));
     client.on('notification', () => this.onNotify());
     try {
-      await client.connect();
-      await client.query(`listen "outbox_${this.o.schema}"`);
+      // no spans: connecting and LISTEN happen at start and after every loss, not for a request
+      await untraced(async () => {
+        await client.connect();
+        await client.query(`listen "outbox_${this.o.schema}"`);
+      });
     } catch (err) {
       await client.end().catch(() => undefined);
       throw err;
@@ -175,7 +183,8 @@ export class OutboxRelay {
     while (this.running) {
       let result: BatchResult = { published: 0, failure: undefined };
       try {
-        result = await this.relayBatch();
+        // polling makes no spans (an idle relay exports nothing); each publish is its own span in its event's trace
+        result = await untraced(() => this.relayBatch());
       } catch (err) {
         result = { published: 0, failure: err };
       }
@@ -210,8 +219,22 @@ export class OutboxRelay {
   }
 
   /**
-   * Publishes up to one batch and marks what JetStream acknowledged, in one transaction. A
-   * publish failure stops the batch; the rows before it still commit as published.
+   * Publishes up to one batch and marks what JetStream acknowledged, in one transaction.
+   *
+   * The batch is published concurrently, one chain per aggregate: events of different aggregates
+   * are in flight together (pipelined on the one NATS connection), while the events of one
+   * aggregate go out one after the other, each only once the previous one was acknowledged. So a
+   * failed publish can never let a later event of the same aggregate into the stream ahead of it:
+   * the failed event and the rest of its aggregate's chain stay unpublished and go out, in order,
+   * in a later batch; the other aggregates' chains go on, and their acknowledged events commit as
+   * published (so an event that keeps failing holds back its own aggregate only). While NATS is
+   * away every chain fails at its first publish, all within one publish timeout.
+   *
+   * What order consumers can rely on: per aggregate, outbox (id) order — stream order follows it,
+   * and a re-send after an ack that never arrived is dropped by JetStream's duplicate window
+   * (`Nats-Msg-Id` = event id). Across aggregates no order is promised (nor was it needed); and
+   * consumers still see reordering of their own (a nak'ed event is redelivered after later ones),
+   * which they resolve by the aggregate version.
    */
   async relayBatch(): Promise<BatchResult> {
     // cleared before the rows are read: a NOTIFY from now on may be about a row this batch misses
@@ -221,22 +244,37 @@ export class OutboxRelay {
     const result = await em.transactional(async (tem): Promise<BatchResult> => {
       const [lock] = await tem.execute<{ locked: boolean }[]>('select pg_try_advisory_xact_lock(hashtext(?)) as locked', [`outbox:${this.o.schema}`]);
       if (!lock?.locked) return { published: 0, failure: undefined };
-      const rows = await tem.execute<OutboxRow[]>(`select id, subject, headers, payload from ${this.#table} where published_at is null order by id limit ?`, [
-        this.o.batchSize,
-      ]);
+      const rows = await tem.execute<OutboxRow[]>(
+        `select id, subject, aggregate_id, headers, payload from ${this.#table} where published_at is null order by id limit ?`,
+        [this.o.batchSize],
+      );
+      const chains = new Map<string, OutboxRow[]>();
+      for (const row of rows) {
+        const chain = chains.get(row.aggregate_id);
+        if (chain) chain.push(row);
+        else chains.set(row.aggregate_id, [row]);
+      }
       const done: string[] = [];
       let failure: unknown;
-      for (const row of rows) {
-        const h = natsHeaders();
-        for (const [k, v] of Object.entries(row.headers)) h.set(k, v);
-        try {
-          await js.publish(row.subject, row.payload, { msgID: row.id, headers: h, timeout: this.o.publishTimeoutMs });
-          done.push(row.id);
-        } catch (err) {
-          failure = err;
-          break;
-        }
-      }
+      const publish = (row: OutboxRow) =>
+        publishTraced({ id: row.id, subject: row.subject, headers: row.headers, bodySize: row.payload.length }, (headers) => {
+          const h = natsHeaders();
+          for (const [k, v] of Object.entries(headers)) h.set(k, v);
+          return js.publish(row.subject, row.payload, { msgID: row.id, headers: h, timeout: this.o.publishTimeoutMs });
+        });
+      await Promise.all(
+        [...chains.values()].map(async (chain) => {
+          for (const row of chain) {
+            try {
+              await publish(row);
+              done.push(row.id);
+            } catch (err) {
+              failure ??= err;
+              return; // the rest of this aggregate waits for the next batch
+            }
+          }
+        }),
+      );
       if (done.length > 0) {
         // one text parameter: the driver would expand a JS array into a list of placeholders
         await tem.execute(`update ${this.#table} set published_at = now() where id = any(string_to_array(?, ',')::uuid[])`, [done.join(',')]);

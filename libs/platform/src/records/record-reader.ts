@@ -1,0 +1,173 @@
+import type { EntityProperty, EntitySchema } from '@mikro-orm/core';
+import type pg from 'pg';
+import { quoteIdent, type Orm } from '../persistence/database.ts';
+import type { StoredRow } from './record-entity.ts';
+
+/**
+ * The records kit's lean read path: a record's reads as one parameterised SQL statement each on the
+ * ORM's own connection pool, rows turned into the very values MikroORM would hydrate — without
+ * MikroORM's per-query work (fork, filter evaluation, criteria and query building, identity map,
+ * hydration), which cost about 0.7 ms of CPU per read against 0.1 ms for the statement itself.
+ *
+ * Tenant isolation is as strict as the ORM path's filters, and explicit: every statement has
+ * `organization_id = $1` with the caller's organization (never optional: the caller passes it from
+ * the request context), and `deleted_at is null` for soft-deleted records. Writes keep the ORM.
+ *
+ * Columns and conversions come from the entity's MikroORM metadata (what `recordEntity` declared):
+ * each property's column, its custom type's `convertToJSValue` (decimals, dates, arrays, JSON),
+ * `Date` for date-time properties and booleans as MikroORM's hydrator does; an embedded value
+ * (money, address) is an object of its columns, or null when all of them are null.
+ */
+
+/** Exact-match conditions and paging of a list, in property names. */
+export interface ReaderListQuery {
+  /** property → value (already validated: only `filter` fields, non-empty). */
+  filters: Record<string, unknown>;
+  /** `%…%` ILIKE pattern over the searched properties, if any. */
+  pattern?: string | undefined;
+  searched: readonly string[];
+  /** Keyset: ids greater than this one. */
+  after?: string | undefined;
+  limit: number;
+}
+
+interface Column {
+  prop: EntityProperty;
+  /** The quoted column name. */
+  sql: string;
+  /** The key of this column in result rows. */
+  name: string;
+}
+
+/** Reads of one record entity; see the module comment. */
+export class RecordReader {
+  readonly #orm: Orm;
+  readonly #table: string;
+  readonly #softDelete: boolean;
+  readonly #scalars: { key: string; column: Column }[] = [];
+  readonly #embedded: { key: string; parts: { key: string; column: Column }[] }[] = [];
+  /** Single-column properties that lists may filter or search on, by property name. */
+  readonly #columns = new Map<string, Column>();
+  readonly #select: string;
+  readonly #getName: string;
+  readonly #timezone: string | undefined;
+  #pool: Promise<pg.Pool> | undefined;
+
+  private constructor(orm: Orm, entity: EntitySchema<StoredRow>, softDelete: boolean) {
+    const meta = orm.getMetadata().find(entity);
+    if (!meta) throw new Error(`no metadata for ${entity.meta.className}`);
+    this.#orm = orm;
+    this.#softDelete = softDelete;
+    this.#table = `${quoteIdent(meta.schema ?? String(orm.config.get('schema')))}.${quoteIdent(meta.tableName)}`;
+    this.#timezone = orm.em.getPlatform().getTimezone();
+    const column = (prop: EntityProperty): Column => {
+      const name = prop.fieldNames[0]!;
+      return { prop, sql: quoteIdent(name), name };
+    };
+    for (const prop of meta.props) {
+      if (prop.persist === false || prop.embedded) continue; // embedded parts are read with their parent
+      if (prop.kind === 'embedded') {
+        if (prop.object) throw new UnsupportedRecordRead(`${meta.className}.${prop.name} is embedded as an object`);
+        const parts = meta.props.filter((p) => p.embedded?.[0] === prop.name).map((p) => ({ key: p.embedded![1], column: column(p) }));
+        this.#embedded.push({ key: prop.name, parts });
+      } else if (prop.kind === 'scalar' || (prop.kind === 'm:1' && prop.mapToPk && prop.fieldNames.length === 1)) {
+        const c = column(prop);
+        this.#scalars.push({ key: prop.name, column: c });
+        this.#columns.set(prop.name, c);
+      } else {
+        throw new UnsupportedRecordRead(`${meta.className}.${prop.name} is a ${prop.kind} relation`);
+      }
+    }
+    const all = [...this.#scalars.map((s) => s.column), ...this.#embedded.flatMap((e) => e.parts.map((p) => p.column))];
+    this.#select = `select ${all.map((c) => c.sql).join(', ')} from ${this.#table}`;
+    this.#getName = `record-get:${meta.schema ?? String(orm.config.get('schema'))}.${meta.tableName}`;
+  }
+
+  /** The reader of `entity`, or undefined when its metadata has something the lean path does not read (the ORM path is used then). */
+  static of(orm: Orm, entity: EntitySchema<StoredRow>, softDelete: boolean): RecordReader | undefined {
+    try {
+      return new RecordReader(orm, entity, softDelete);
+    } catch (error) {
+      if (error instanceof UnsupportedRecordRead) return undefined;
+      throw error;
+    }
+  }
+
+  /** True when every property in `keys` is one column a list can compare (not embedded, not an array or JSON). */
+  canQuery(keys: readonly string[]): boolean {
+    return keys.every((k) => {
+      const c = this.#columns.get(k);
+      return c !== undefined && !c.prop.array && !['json', 'jsonb'].includes(String(c.prop.columnTypes?.[0] ?? '')) && !String(c.prop.type).endsWith('[]');
+    });
+  }
+
+  /** The live row `id` of `organizationId`, or undefined. `id` must be a UUID. */
+  async get(organizationId: string, id: string): Promise<StoredRow | undefined> {
+    const pool = await this.#nativePool();
+    const { rows } = await pool.query<Record<string, unknown>>({
+      name: this.#getName,
+      text: `${this.#select} where organization_id = $1 and id = $2${this.#softDelete ? ' and deleted_at is null' : ''}`,
+      values: [organizationId, id],
+    });
+    return rows[0] ? this.#row(rows[0]) : undefined;
+  }
+
+  /** Live rows of `organizationId` matching `q`, ordered by id, at most `q.limit`. */
+  async list(organizationId: string, q: ReaderListQuery): Promise<StoredRow[]> {
+    const values: unknown[] = [organizationId];
+    const param = (value: unknown): string => `$${values.push(value)}`;
+    const where = ['organization_id = $1'];
+    if (this.#softDelete) where.push('deleted_at is null');
+    for (const [key, value] of Object.entries(q.filters)) {
+      const c = this.#columns.get(key)!;
+      where.push(`${c.sql} = ${param(c.prop.customType ? c.prop.customType.convertToDatabaseValue(value, this.#orm.em.getPlatform()) : value)}`);
+    }
+    if (q.pattern !== undefined && q.searched.length > 0) {
+      const p = param(q.pattern);
+      where.push(`(${q.searched.map((k) => `${this.#columns.get(k)!.sql} ilike ${p}`).join(' or ')})`);
+    }
+    if (q.after !== undefined) where.push(`id > ${param(q.after)}`);
+    const pool = await this.#nativePool();
+    const { rows } = await pool.query<Record<string, unknown>>(`${this.#select} where ${where.join(' and ')} order by id asc limit ${param(q.limit)}`, values);
+    return rows.map((r) => this.#row(r));
+  }
+
+  #nativePool(): Promise<pg.Pool> {
+    this.#pool ??= this.#orm.em.getConnection().getNativeClient() as Promise<pg.Pool>;
+    return this.#pool;
+  }
+
+  #row(raw: Record<string, unknown>): StoredRow {
+    const out: Record<string, unknown> = {};
+    for (const { key, column } of this.#scalars) out[key] = this.#value(column, raw[column.name]);
+    for (const { key, parts } of this.#embedded) {
+      const value: Record<string, unknown> = {};
+      let any = false;
+      for (const part of parts) {
+        const v = this.#value(part.column, raw[part.column.name]);
+        value[part.key] = v;
+        any ||= v !== null;
+      }
+      out[key] = any ? value : null;
+    }
+    return out as StoredRow;
+  }
+
+  /** A column's value as MikroORM's hydrator converts it (ObjectHydrator: custom type, Date, boolean, else as is). */
+  #value(column: Column, value: unknown): unknown {
+    if (value === null || value === undefined) return null;
+    const { prop } = column;
+    if (prop.customType) return prop.customType.convertToJSValue(value, this.#orm.em.getPlatform());
+    if (prop.runtimeType === 'boolean') return !!value;
+    if (prop.runtimeType === 'Date') {
+      if (value instanceof Date) return value;
+      if (typeof value === 'number' || !this.#timezone || this.#timezone === 'local') return new Date(value as string);
+      const text = String(value);
+      return text.includes('+') || text.lastIndexOf('-') > 10 || text.endsWith('Z') ? new Date(text) : new Date(text + this.#timezone);
+    }
+    return value;
+  }
+}
+
+/** The entity has a property the lean path does not read. */
+class UnsupportedRecordRead extends Error {}
