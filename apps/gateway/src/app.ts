@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import express, { type RequestHandler } from 'express';
 import swaggerUi from 'swagger-ui-express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DestinationStream } from 'pino';
 import { createInternalTokenSigner, createLogger, loadConfig, runMigrations } from '@crm/platform';
 import { createTokenVerifier } from './auth/keycloak.auth.ts';
 import { BACKENDS, connectBackends } from './backends.ts';
@@ -15,6 +16,8 @@ import { PostgresRateLimitStore, RateLimitDatabase } from './http/rate-limit.ts'
 import { RateLimitCounter } from './http/rate-limit.entity.ts';
 import { migrations } from './migrations/index.ts';
 import { errorHandler, problem, sendProblem } from './http/problem.ts';
+import { LoadShedder } from './http/shedding.ts';
+import { accessLog, nameRoute, routeLabel, routeLabels } from './http/observability.ts';
 import { buildOpenApi } from './openapi/openapi.ts';
 import { Drain, Readiness, detailedReadyz, healthz, listen, metrics, minimalReadyz, opsApp } from './ops.ts';
 
@@ -61,16 +64,22 @@ export function docsContentSecurityPolicy(issuerOrigin: string): string {
 
 const origin = (url: string): string => new URL(url).origin;
 
+/** Options of {@link createGateway} beyond its configuration. */
+export interface GatewayOptions {
+  /** Where log lines go (default stdout); tests read the access log here. */
+  logDestination?: DestinationStream;
+}
+
 /**
  * Composition root of the gateway: config → migrations of schema `gateway` (the services' runner,
  * no ORM kept open) → idempotency store and rate-limit counters → backends (backends.ts: a gRPC
  * channel and routes each) → token verifier (keys from `KEYCLOAK_URL`, `iss` under
- * `KEYCLOAK_PUBLIC_URL`) → public app (request id, metrics, `/healthz`, minimal `/readyz`, docs,
- * /api/v1: rate limit per IP, auth, tenant, rate limit per user, JSON body, routes; problems) and
- * ops app (`/healthz`, detailed `/readyz`, `/metrics`) → listen.
+ * `KEYCLOAK_PUBLIC_URL`) → public app (route labels, request id, metrics, access log, `/healthz`,
+ * minimal `/readyz`, docs, /api/v1: rate limit per IP, auth, tenant, rate limit per user, JSON
+ * body, routes; problems) and ops app (`/healthz`, detailed `/readyz`, `/metrics`) → listen.
  */
-export async function createGateway(config: GatewayConfig = loadConfig(configSchema)): Promise<GatewayHandle> {
-  const logger = createLogger('gateway', config.LOG_LEVEL);
+export async function createGateway(config: GatewayConfig = loadConfig(configSchema), options: GatewayOptions = {}): Promise<GatewayHandle> {
+  const logger = createLogger('gateway', config.LOG_LEVEL, options.logDestination);
   await runMigrations({ clientUrl: config.DATABASE_URL, ...gatewaySchema, logger });
   const idempotency = new IdempotencyStore(config.DATABASE_URL);
   const rateLimits = new RateLimitDatabase(config.DATABASE_URL);
@@ -136,17 +145,43 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
     },
   });
 
+  // load shedding of /api/v1 (http/shedding.ts): per-backend slots and queues, event-loop guard
+  const shedRequests = new Counter({
+    name: 'http_requests_shed_total',
+    help: 'API requests answered 503 by load shedding, by reason (queue_full, queue_timeout, event_loop) and backend (all: event loop)',
+    labelNames: ['reason', 'backend'],
+    registers: [registry],
+  });
+  const shedder = new LoadShedder(
+    {
+      maxInFlight: config.SHED_MAX_IN_FLIGHT,
+      maxQueue: config.SHED_MAX_QUEUE,
+      maxQueueWaitMs: config.SHED_MAX_QUEUE_WAIT_MS,
+      maxEventLoopDelayMs: config.SHED_MAX_EVENT_LOOP_DELAY_MS,
+      retryAfterSeconds: config.SHED_RETRY_AFTER_SECONDS,
+    },
+    { onShed: (reason, backend) => shedRequests.inc({ reason, backend: backend ?? 'all' }) },
+  );
+  new Gauge({
+    name: 'http_backend_requests',
+    help: 'API requests per backend: admitted and not yet answered (state in_flight), waiting for a slot (state queued)',
+    labelNames: ['backend', 'state'],
+    registers: [registry],
+    collect() {
+      for (const load of shedder.load()) {
+        this.set({ backend: load.backend, state: 'in_flight' }, load.inFlight);
+        this.set({ backend: load.backend, state: 'queued' }, load.queued);
+      }
+    },
+  });
+
   const requestIdAndMetrics: RequestHandler = (req, res, next) => {
     const requestId = /^[\w.-]{1,100}$/.test(req.get('x-request-id') ?? '') ? String(req.get('x-request-id')) : randomUUID();
     res.locals['requestId'] = requestId;
     res.set({ 'X-Request-Id': requestId, 'X-Content-Type-Options': 'nosniff' });
     const end = httpDuration.startTimer({ method: req.method });
-    res.on('finish', () =>
-      end({
-        route: (req.route as { path?: string } | undefined)?.path ? `${req.baseUrl}${(req.route as { path: string }).path}` : 'unmatched',
-        status: String(res.statusCode),
-      }),
-    );
+    // the route template (http/observability.ts), never the raw path
+    res.on('finish', () => end({ route: routeLabel(res), status: String(res.statusCode) }));
     next();
   };
 
@@ -155,7 +190,9 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
   app.set('etag', false); // ETags are record versions, set by the resources
   app.set('trust proxy', 'loopback, linklocal, uniquelocal');
   app.use(drain.middleware());
+  app.use(routeLabels(routes.map((r) => ({ method: r.method, path: `/api/v1${r.path}` }))));
   app.use(requestIdAndMetrics);
+  app.use(accessLog(logger, { enabled: config.ACCESS_LOG, opsEndpoints: config.ACCESS_LOG_OPS_ENDPOINTS }));
 
   app.get('/healthz', healthz);
   if (config.PUBLIC_OPS_ENDPOINTS) {
@@ -169,7 +206,7 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
     res.json(openapi);
   });
   const csp = docsContentSecurityPolicy(origin(publicKeycloakUrl));
-  app.use('/api/docs', (_req, res, next) => {
+  app.use('/api/docs', nameRoute('/api/docs/*'), (_req, res, next) => {
     res.set('Content-Security-Policy', csp);
     next();
   });
@@ -192,6 +229,7 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
       rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
       rateLimitPerIpPerMinute: config.RATE_LIMIT_PER_IP_PER_MINUTE,
       rateLimitStore: (name) => new PostgresRateLimitStore(rateLimits, `${name}:`),
+      shedding: { shedder, backends },
       logger,
       onInvalidToken: (reason) => {
         rejectedTokens.inc();
@@ -207,6 +245,7 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
   app.use(errorHandler(logger));
 
   const release = async (): Promise<void> => {
+    shedder.close();
     for (const b of backends) b.close();
     await rateLimits.close();
     await idempotency.close();

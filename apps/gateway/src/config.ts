@@ -37,7 +37,24 @@ export const configSchema = z.object({
   PUBLIC_OPS_ENDPOINTS: z.stringbool().default(false),
   /** On shutdown, how long in-flight requests may take to finish before their connections are cut, ms. */
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().nonnegative().default(10_000),
+  /**
+   * Load shedding (http/shedding.ts): requests of one backend's routes running at once; beyond it
+   * they wait in a bounded queue or are answered 503 with `Retry-After`. Counted per gateway replica.
+   */
+  SHED_MAX_IN_FLIGHT: z.coerce.number().int().positive().default(64),
+  /** Requests of one backend's routes waiting for a slot; one more is shed at once (0 = never wait). */
+  SHED_MAX_QUEUE: z.coerce.number().int().nonnegative().default(64),
+  /** Longest wait for a slot, ms; a request still waiting then is shed. */
+  SHED_MAX_QUEUE_WAIT_MS: z.coerce.number().int().positive().default(25),
+  /** Event-loop delay (mean over a 250 ms window, ms) above which every API request is shed; 0 turns it off. */
+  SHED_MAX_EVENT_LOOP_DELAY_MS: z.coerce.number().int().nonnegative().default(100),
+  /** `Retry-After` of a shed answer, seconds. */
+  SHED_RETRY_AFTER_SECONDS: z.coerce.number().int().positive().default(1),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** The access log: one JSON line per request at info level (route template, status, duration, bytes, ids); `false` turns it off. */
+  ACCESS_LOG: z.stringbool().default(true),
+  /** Also log requests to `/healthz`, `/readyz` and `/metrics` (probes and scrapes), which the access log leaves out by default. */
+  ACCESS_LOG_OPS_ENDPOINTS: z.stringbool().default(false),
 });
 
 export type GatewayConfig = z.infer<typeof configSchema>;

@@ -1,22 +1,26 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { organizationId, startReplyCutter, type ReplyCutter } from '@crm/testing';
+import { cutTrigger, organizationId, startReplyCutter, waitFor, type ReplyCutter } from '@crm/testing';
 import { startTestSuite, type TestSuite } from './support/suite.ts';
 
 let suite: TestSuite;
-let cutter: ReplyCutter;
+/** One cutter per contacts-svc replica, armed together: the next reply of either is lost. */
+const cutters: ReplyCutter[] = [];
+const trigger = cutTrigger();
+const cutter = { cutNextReply: () => new Promise<void>((resolve) => (trigger.armed = resolve)) };
 
 beforeAll(async () => {
   suite = await startTestSuite({
     contactsAddress: async (port) => {
-      cutter = await startReplyCutter(port);
-      return cutter.address;
+      const replicaCutter = await startReplyCutter(port, trigger);
+      cutters.push(replicaCutter);
+      return replicaCutter.address;
     },
   });
 });
 
 afterAll(async () => {
   await suite?.close();
-  await cutter?.close();
+  for (const c of cutters) await c.close();
 });
 
 async function storedCompanies(name: string): Promise<number> {
@@ -59,6 +63,11 @@ describe('Idempotency-Key end to end', () => {
     const cut = cutter.cutNextReply();
     expect((await suite.api('/api/v1/companies', { method: 'POST', json: { name }, headers: { 'idempotency-key': key } })).status).toBeGreaterThanOrEqual(500);
     await cut;
+    // the gateway releases the key of a failed attempt: wait for that, so the service's own check answers
+    await waitFor('the gateway to release the key', async () => {
+      const rows = await suite.contacts.orm.em.fork().execute('select 1 from gateway.idempotency_key where key = ?', [key]);
+      return rows.length === 0;
+    });
     const other = await suite.api('/api/v1/companies', { method: 'POST', json: { name: `${name} (other)` }, headers: { 'idempotency-key': key } });
     expect(other.status).toBe(422);
     expect(await other.json()).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });

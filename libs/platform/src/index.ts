@@ -24,6 +24,7 @@ export * from './messaging/nats.ts';
 export * from './messaging/relay.ts';
 export * from './messaging/consumer.ts';
 export * from './messaging/retry.ts';
+export * from './messaging/tracing.ts';
 export * from './service-runtime.ts';
 export * from './records/record-entity.ts';
 export * from './records/record-service.ts';

@@ -6,6 +6,7 @@ import { tenantContext } from '../auth/tenant.ts';
 import { problem, sendProblem } from './problem.ts';
 import { closeIfBodyUnread, utf8JsonBody } from './request-body.ts';
 import { mountRoutes, type Route } from './route.ts';
+import type { LoadShedder } from './shedding.ts';
 
 /** Largest JSON request body, as body-parser counts it. */
 export const JSON_BODY_LIMIT = '1mb';
@@ -30,6 +31,11 @@ export interface ApiRouterOptions {
   onInvalidToken(reason: string): void;
   /** Called when a token cannot be checked because the realm's keys cannot be loaded (503). */
   onKeysUnavailable?(reason: string): void;
+  /**
+   * Load shedding (http/shedding.ts): `shedder` guards the event loop and admits each backend's
+   * routes (`backends`: their names and routes, the same routes as `routes`). Default none.
+   */
+  shedding?: { shedder: LoadShedder; backends: readonly { name: string; routes: readonly Route[] }[] };
 }
 
 /** Headers of every API response: personal data is never stored by caches nor content-sniffed. */
@@ -40,7 +46,9 @@ const apiHeaders: RequestHandler = (_req, res, next) => {
 
 /**
  * The `/api/v1` router, cheapest refusals first: `Cache-Control: no-store` and `nosniff` on every
- * answer → rate limit per client IP (429) → bearer-token authentication (401, before any body is
+ * answer → load shedding, when configured (503 with `Retry-After` while the event loop lags, or
+ * when the request's backend has no slot free within the short queue wait) → rate limit per
+ * client IP (429) → bearer-token authentication (401, before any body is
  * read) → tenant context (400/403) → rate limit per tenant and user (429) → UTF-8 JSON body
  * (1 MB; 400/413/415) → the routes → 404 problem for anything else. A 429 carries `Retry-After`
  * (seconds to the end of the window) and RateLimit headers (draft-ietf-httpapi-ratelimit-headers-08).
@@ -77,6 +85,15 @@ export function apiRouter(options: ApiRouterOptions): Router {
     });
 
   api.use(apiHeaders);
+  if (options.shedding) {
+    const { shedder, backends } = options.shedding;
+    api.use(shedder.guardEventLoop());
+    // admission on the routes' own paths (static before parameters, as they are mounted), ahead of everything that costs
+    mountRoutes(
+      api,
+      backends.flatMap((b) => b.routes.map((route) => ({ ...route, handlers: [shedder.admit(b.name)] }))),
+    );
+  }
   api.use(limit('ip', options.rateLimitPerIpPerMinute ?? options.rateLimitPerMinute, (req) => ipKeyGenerator(req.ip ?? '')));
   api.use(authenticate(options.verifier, options.realm, options.onInvalidToken, options.onKeysUnavailable));
   api.use(tenantContext());

@@ -88,7 +88,13 @@ export class IdempotencyStore {
       const row = rows[0];
       if (!row) return this.#begin(id, hash, res, next); // expired between the two statements
       if (row.request_hash !== hash)
-        return sendProblem(res, problem(422, 'idempotency-key-reused', 'Idempotency-Key reused', { detail: 'this key was used with a different request' }));
+        return sendProblem(
+          res,
+          problem(422, 'idempotency-key-reused', 'Idempotency-Key reused', {
+            detail: 'this key was used with a different request',
+            code: 'IDEMPOTENCY_KEY_REUSED', // the same code the owning service answers with
+          }),
+        );
       if (row.response_status === null && (await this.#takeOverAbandoned(id))) return this.#begin(id, hash, res, next);
       if (row.response_status === null)
         return sendProblem(
@@ -103,6 +109,8 @@ export class IdempotencyStore {
     }
     // first attempt: record the response before it leaves, so a retry never sees "in progress" after a reply
     const json = res.json.bind(res);
+    /** The key's row was updated with the response (or deleted): nothing left to release on close. */
+    let settled = false;
     res.json = (body: unknown) => {
       const status = res.statusCode;
       const keep = status < 500;
@@ -118,13 +126,17 @@ export class IdempotencyStore {
           )
         : this.#pool.query('delete from gateway.idempotency_key where organization_id = $1 and user_id = $2 and key = $3', id);
       write.then(
-        () => json(body),
+        () => {
+          settled = true;
+          json(body);
+        },
         () => json(body),
       );
       return res;
     };
     // anything that did not store a response (problems, aborted requests) releases the key
     res.on('close', () => {
+      if (settled) return; // the common case: one statement fewer per request
       void this.#pool
         .query('delete from gateway.idempotency_key where organization_id = $1 and user_id = $2 and key = $3 and response_status is null', id)
         .catch(() => undefined);

@@ -3,7 +3,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { organizationId, waitFor } from '@crm/testing';
-import { startTestSuite, type TestSuite } from './suite.ts';
+import { startTestSuite, type TestSuite, type TestSuiteOptions } from './suite.ts';
 
 type Json = Record<string, unknown>;
 /** A REST record: every resource has at least `id` and `version`. */
@@ -36,11 +36,14 @@ export function unique(prefix: string): string {
   return `${prefix}-${++counter}-${randomBytes(3).toString('hex')}`;
 }
 
-/** Boots the whole suite once for the spec file; returns its accessor for {@link describeRecordConformance}. */
-export function useTestSuite(): () => TestSuite {
+/**
+ * Boots the whole suite (with `options`) once for the enclosing block (the spec file at top level);
+ * returns its accessor for {@link describeRecordConformance}.
+ */
+export function useTestSuite(options: TestSuiteOptions = {}): () => TestSuite {
   let suite: TestSuite | undefined;
   beforeAll(async () => {
-    suite = await startTestSuite();
+    suite = await startTestSuite(options);
   });
   afterAll(async () => {
     await suite?.close();

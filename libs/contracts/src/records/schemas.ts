@@ -30,7 +30,7 @@ export const moneySchema = z
     currency: z.string().refine((c) => /^[A-Z]{3}$/.test(c) && CURRENCIES.has(c), 'an existing upper-case ISO 4217 code such as "USD"'),
   })
   .transform((m): Money => ({ amount: formatAmount(m.amount), currency: m.currency }))
-  .meta({ id: 'Money', example: { amount: '1250.00', currency: 'EUR' } });
+  .meta({ id: 'Money', description: 'an amount of money: decimal string and ISO 4217 code', examples: [{ amount: '1250.00', currency: 'EUR' }] });
 
 /**
  * The suite's one e-mail rule: WHATWG "valid e-mail address" syntax (what browsers accept, not
@@ -48,20 +48,29 @@ const part = (max: number) =>
     .nullish()
     .transform((s) => (s ? s : null));
 
+const EXAMPLE_ADDRESS = { street: 'Friedrichstraße 68', city: 'Berlin', region: null, postalCode: '10117', country: 'DE' };
+
 /** Postal address; an address whose parts are all empty is no address (null). */
 export const addressSchema = z
   .strictObject({ street: part(200), city: part(100), region: part(100), postalCode: part(20), country: part(100) })
   .transform((a) => (Object.values(a).every((p) => p === null) ? null : a))
-  .meta({ id: 'PostalAddress' });
+  .meta({ id: 'PostalAddress', description: 'postal address; every part optional', examples: [EXAMPLE_ADDRESS] });
 
 /**
  * The schema of one field's value (input side: what a client may send for it). Nullable kinds
  * accept null (= clear); text is trimmed and an empty optional text becomes null.
  */
 export function fieldSchema(spec: FieldSpec): z.ZodType {
-  const schema = inputOf(spec);
-  return spec.description ? schema.describe(spec.description) : schema;
+  let schema = built.get(spec);
+  if (!schema) {
+    schema = spec.description ? inputOf(spec).describe(spec.description) : inputOf(spec);
+    built.set(spec, schema);
+  }
+  return schema;
 }
+
+// Declarations are constants: build each field's schema once, not on every write (≈8 % of a create's CPU).
+const built = new WeakMap<FieldSpec, z.ZodType>();
 
 function inputOf(spec: FieldSpec): z.ZodType {
   switch (spec.kind) {
@@ -138,6 +147,60 @@ function valueSchema(spec: Exclude<FieldSpec, { kind: 'text' | 'int' | 'decimal'
       return z.uuid();
     case 'json':
       return z.record(z.string(), z.unknown());
+    default:
+      return assertNever(spec);
+  }
+}
+
+/** A record id in examples (UUIDv7, as the services generate them). */
+export const EXAMPLE_RECORD_ID = '0193a5b2-7c4e-7d3a-9f1e-2b8c4d6e8f10';
+/** A Keycloak user id in examples. */
+export const EXAMPLE_USER_ID = 'f47ac10b-58cc-4372-a567-0e02b2c3d479';
+
+/** `jobTitle` → `Example job title`. */
+function exampleText(key: string, max: number): string {
+  return `Example ${key.replace(/([a-z0-9])([A-Z])/g, '$1 $2').toLowerCase()}`.slice(0, max);
+}
+
+/**
+ * An example value of field `key` (OpenAPI), derived from its kind: valid as input (create and
+ * patch bodies) and shaped as served (money `{ amount: "1250.00", currency: "EUR" }`, ids UUIDv7,
+ * instants ISO 8601 UTC). Plain text is named after the field.
+ */
+export function fieldExample(key: string, spec: FieldSpec): unknown {
+  switch (spec.kind) {
+    case 'text':
+      if (spec.format === 'domain') return 'acme.com';
+      if (spec.format === 'phone') return '+1 555 0100';
+      return exampleText(key, spec.max);
+    case 'email':
+      return 'ada.lovelace@example.com';
+    case 'int':
+      return Math.min(Math.max(120, spec.min ?? -(2 ** 31)), spec.max ?? 2 ** 31 - 1);
+    case 'decimal': {
+      const integer = '12'.slice(0, Math.max(1, spec.precision - spec.scale));
+      return spec.scale ? `${integer}.${'5'.padEnd(spec.scale, '0')}` : integer;
+    }
+    case 'money':
+      return { amount: '1250.00', currency: 'EUR' };
+    case 'address':
+      return EXAMPLE_ADDRESS;
+    case 'date':
+      return '2026-11-21';
+    case 'timestamp':
+      return '2026-11-21T09:30:00.000Z';
+    case 'bool':
+      return true;
+    case 'enum':
+      return enumNames(spec.values)[0] ?? null;
+    case 'ref':
+      return EXAMPLE_RECORD_ID;
+    case 'owner':
+      return EXAMPLE_USER_ID;
+    case 'tags':
+      return [EXAMPLE_RECORD_ID];
+    case 'json':
+      return { source: 'import' };
     default:
       return assertNever(spec);
   }

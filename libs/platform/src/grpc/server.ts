@@ -63,6 +63,18 @@ export function bindHandlers(definition: ServiceDefinition, handlers: Record<str
   return { name, definition, handlers: wrapped as UnaryHandlers<ServiceDefinition> };
 }
 
+/**
+ * The full gRPC name of `method` of `binding` without the leading slash, e.g.
+ * `crm.contacts.v1.CompanyService/GetCompany`: the `method` label of the gRPC metrics and the
+ * method in logs. Taken from the definition's wire path, so every method of every service has its
+ * own label (two services' `get` never merge); `<service>/<handler key>` only for a definition
+ * without paths.
+ */
+export function grpcMethodName(binding: ServiceBinding, method: string): string {
+  const path = (binding.definition[method] as { path?: unknown } | undefined)?.path;
+  return typeof path === 'string' && /^\/[^/]+\/[^/]+$/.test(path) ? path.slice(1) : `${binding.name}/${method}`;
+}
+
 export interface GrpcServerHandle {
   port: number;
   health: HealthImplementation;
@@ -100,7 +112,7 @@ export async function startGrpcServer(options: {
   for (const binding of options.services) {
     const implementation: UntypedServiceImplementation = {};
     for (const [method, handler] of Object.entries(binding.handlers) as [string, (req: unknown) => Promise<unknown>][]) {
-      const fullName = `${binding.name}/${method}`;
+      const fullName = grpcMethodName(binding, method);
       implementation[method] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
         const stopTimer = options.metrics.grpcDuration.startTimer({ method: fullName });
         const finish = (code: status) => {

@@ -1,12 +1,13 @@
 import {
   CheckConstraintViolationException,
+  DeadlockException,
   ForeignKeyConstraintViolationException,
-  LockMode,
   NotNullConstraintViolationException,
   OptimisticLockError,
   UniqueConstraintViolationException,
   type EntitySchema,
 } from '@mikro-orm/core';
+import pRetry from 'p-retry';
 import {
   fieldSchema,
   formatAmount,
@@ -23,12 +24,21 @@ import { hasAnyRole, requireContext, type RequestContext } from '../context.ts';
 import { DomainError, notFound, versionMismatch, type FieldViolation } from '../errors.ts';
 import { recordEvents, type PendingEvent } from '../messaging/event.ts';
 import { keysetPageById } from '../persistence/cursor.ts';
-import { requestEntityManager, type EntityManager, type Orm } from '../persistence/database.ts';
+import { quoteIdent, requestEntityManager, type EntityManager, type Orm } from '../persistence/database.ts';
 import { isUuid, newId } from '../persistence/ids.ts';
 import { claimIdempotencyKey } from './idempotency.ts';
 import { recordEntityNamed, type RecordRow, type StoredRow } from './record-entity.ts';
+import { RecordReader } from './record-reader.ts';
 
 type Fields = Record<string, FieldSpec>;
+
+/**
+ * Attempts of a write transaction that Postgres aborted as a deadlock victim or a serialization
+ * failure (SQLSTATE 40P01 / 40001, MikroORM's DeadlockException): nothing of it was stored, so it
+ * is run again from the start (a new id, the key claimed anew) after a short random pause. Past
+ * the last attempt the caller gets UNAVAILABLE `WRITE_CONFLICT` (503: retry), never a 500.
+ */
+export const WRITE_ATTEMPTS = 3;
 
 /** What `beforeWrite` sees: the values after the write, which fields change, the stored row (updates only). */
 export interface WriteContext<F extends Fields> {
@@ -90,6 +100,11 @@ export class RecordService<F extends Fields> {
   readonly #hooks: RecordHooks<F>;
   readonly #keys: (keyof F & string)[];
   readonly #owners: (keyof F & string)[];
+  readonly #searched: (keyof F & string)[];
+  /** The lean read path (record-reader.ts); undefined when the entity has something it does not read. */
+  readonly #reader: RecordReader | undefined;
+  /** Whether lists go through the reader (every `filter` and `search` field is one plain column). */
+  readonly #leanLists: boolean;
 
   constructor(orm: Orm, record: RecordDeclaration<unknown, F>, entity: EntitySchema<StoredRow>, options: { hooks?: RecordHooks<F> } = {}) {
     this.record = record;
@@ -98,6 +113,9 @@ export class RecordService<F extends Fields> {
     this.#hooks = options.hooks ?? {};
     this.#keys = Object.keys(record.fields);
     this.#owners = this.#keys.filter((k) => record.fields[k]?.kind === 'owner');
+    this.#searched = this.#keys.filter((k) => record.fields[k]?.search);
+    this.#reader = RecordReader.of(orm, entity, record.softDelete);
+    this.#leanLists = this.#reader?.canQuery([...this.#keys.filter((k) => record.fields[k]?.filter), ...this.#searched]) ?? false;
   }
 
   /** Creates a record (owner defaults to the caller). Errors: 400, 403, 409, 422. */
@@ -118,23 +136,38 @@ export class RecordService<F extends Fields> {
     });
   }
 
-  /** The live record `id` of the caller's organization; NOT_FOUND otherwise (also for another tenant's id). */
+  /**
+   * The live record `id` of the caller's organization; NOT_FOUND otherwise (also for another
+   * tenant's id). One statement on the lean read path (record-reader.ts), scoped by the caller's
+   * organization explicitly.
+   */
   async get(id: string): Promise<RecordRow<F>> {
-    return this.#load(requestEntityManager(this.#orm), id);
+    const ctx = requireContext();
+    if (!this.#reader) return this.#load(requestEntityManager(this.#orm), id);
+    const row = isUuid(id) ? await this.#reader.get(ctx.organizationId, id) : undefined;
+    if (!row) throw notFound(this.record.name, id);
+    return row as RecordRow<F>;
   }
 
   /** One page of live records ordered by id (UUIDv7: creation order), keyset-paged. Errors: INVALID_PAGE_SIZE, INVALID_CURSOR. */
   async list(q: RecordListQuery): Promise<{ items: RecordRow<F>[]; nextCursor: string | undefined }> {
-    const where: Record<string, unknown> = {};
+    const ctx = requireContext();
+    const filters: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(q.filters ?? {})) {
       const spec = this.record.fields[key];
       if (!spec?.filter || value === null || value === undefined || value === '') continue;
       // a reference filter that is not a uuid matches nothing (and must not reach Postgres as one)
       if (spec.kind === 'ref' && !isUuid(String(value))) return { items: [], nextCursor: undefined };
-      where[key] = value;
+      filters[key] = value;
     }
-    const searched = this.#keys.filter((k) => this.record.fields[k]?.search);
-    if (q.query && searched.length) where['$or'] = searched.map((k) => ({ [k]: { $ilike: containsPattern(q.query ?? '') } }));
+    const pattern = q.query && this.#searched.length ? containsPattern(q.query) : undefined;
+    const reader = this.#leanLists ? this.#reader : undefined;
+    if (reader) {
+      const page = await keysetPageById(q, (after, limit) => reader.list(ctx.organizationId, { filters, pattern, searched: this.#searched, after, limit }));
+      return { items: page.items as RecordRow<F>[], nextCursor: page.nextCursor };
+    }
+    const where: Record<string, unknown> = { ...filters };
+    if (pattern) where['$or'] = this.#searched.map((k) => ({ [k]: { $ilike: pattern } }));
     const em = requestEntityManager(this.#orm);
     const page = await keysetPageById(q, (after, limit) =>
       em.find(this.#entity, { ...where, ...(after ? { id: { $gt: after } } : {}) }, { orderBy: { id: 'asc' }, limit }),
@@ -165,7 +198,7 @@ export class RecordService<F extends Fields> {
   async delete(id: string, expectedVersion?: number): Promise<void> {
     const ctx = requireContext();
     await this.#write(async (em) => {
-      const row = await this.#loadForWrite(em, id, expectedVersion, ctx);
+      const row = await this.#loadForWrite(em, id, expectedVersion, ctx, 'delete');
       await this.#hooks.beforeDelete?.({ em, ctx, row });
       if (this.record.softDelete) em.assign(row as StoredRow, { deletedAt: new Date(), updatedAt: new Date() });
       else em.remove(row);
@@ -186,15 +219,36 @@ export class RecordService<F extends Fields> {
     return { id: row.id, ...valuesMessage(this.record, this.toValues(row)), audit };
   }
 
-  async #load(em: EntityManager, id: string, options: { filters?: { live: false }; lockMode?: LockMode } = {}): Promise<RecordRow<F>> {
+  async #load(em: EntityManager, id: string, options: { filters?: { live: false } } = {}): Promise<RecordRow<F>> {
     const row = isUuid(id) ? await em.findOne(this.#entity, { id }, options) : null;
     if (!row) throw notFound(this.record.name, id);
     return row as RecordRow<F>;
   }
 
-  /** Loads and locks the row (`for update`: concurrent writers queue), then checks the version and ownership. */
-  async #loadForWrite(em: EntityManager, id: string, expectedVersion: number | undefined, ctx: RequestContext): Promise<RecordRow<F>> {
-    const row = await this.#load(em, id, { lockMode: LockMode.PESSIMISTIC_WRITE });
+  /**
+   * Locks the row for this transaction (concurrent writers of it queue), then loads it — the load
+   * comes after the wait, so it sees the last committed version — and checks the version and
+   * ownership. The lock is `for no key update`, the one Postgres' own UPDATE of non-key columns
+   * takes: unlike `for update` it does not conflict with the `for key share` lock a foreign-key
+   * check takes on the referenced row. With `for update`, two writers each pointing its locked row
+   * at the other's (company A's parent := B while B's parent := A) deadlocked — one was aborted
+   * (40P01) and answered 500 — and every insert referencing a row waited for that row's writer.
+   * A hard delete takes `for update`: a DELETE needs that lock, and upgrading a weaker one deadlocks.
+   */
+  async #loadForWrite(
+    em: EntityManager,
+    id: string,
+    expectedVersion: number | undefined,
+    ctx: RequestContext,
+    purpose: 'update' | 'delete' = 'update',
+  ): Promise<RecordRow<F>> {
+    if (isUuid(id)) {
+      const meta = em.getMetadata().find(this.#entity);
+      const table = `${quoteIdent(meta?.schema ?? String(em.config.get('schema')))}.${quoteIdent(meta?.tableName ?? snakeCase(this.record.name))}`;
+      const strength = purpose === 'delete' && !this.record.softDelete ? 'update' : 'no key update';
+      await em.execute(`select 1 from ${table} where id = ? and organization_id = ? for ${strength}`, [id, ctx.organizationId]);
+    }
+    const row = await this.#load(em, id);
     if (expectedVersion !== undefined && row.version !== expectedVersion) throw versionMismatch(this.record.name, String(expectedVersion), String(row.version));
     for (const key of this.#owners) assertCanWrite(ctx, String(row[key]));
     return row;
@@ -245,17 +299,30 @@ export class RecordService<F extends Fields> {
    * One transaction: the work, a flush (events carry the final version), its events into the
    * outbox. Writers lock the row first (see #loadForWrite), so concurrent changes queue instead of
    * racing; an optimistic-lock failure that still happens is VERSION_MISMATCH (412), never a 500.
+   * A transaction Postgres aborts as a deadlock victim or serialization failure is run again, at
+   * most {@link WRITE_ATTEMPTS} times in all (the work has no effect outside its transaction).
    */
   async #write<T>(work: (em: EntityManager) => Promise<{ result: T; events: () => PendingEvent[] }>): Promise<T> {
-    try {
-      return await requestEntityManager(this.#orm).transactional(async (em) => {
+    const attempt = () =>
+      requestEntityManager(this.#orm).transactional(async (em) => {
         const { result, events } = await work(em);
         await em.flush();
         recordEvents(em, `/crm/${this.record.domain}-svc`, events());
         return result;
       });
+    try {
+      return await pRetry(attempt, {
+        retries: WRITE_ATTEMPTS - 1,
+        minTimeout: 5,
+        maxTimeout: 50,
+        randomize: true,
+        shouldRetry: ({ error }) => error instanceof DeadlockException,
+      });
     } catch (error) {
       if (error instanceof OptimisticLockError) throw versionMismatch(this.record.name, 'the one read', 'a newer one');
+      if (error instanceof DeadlockException) {
+        throw new DomainError('unavailable', 'WRITE_CONFLICT', `the ${this.record.name} collided with concurrent writes ${WRITE_ATTEMPTS} times; retry`);
+      }
       throw constraintError(this.record, error) ?? error;
     }
   }
