@@ -1,22 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
-import { analyticsV1, contactsEventsV1 } from '@crm/contracts';
-import {
-  callUnary,
-  connectNats,
-  createLogger,
-  EVENT_STREAM,
-  EventHandlerRegistrationError,
-  insecure,
-  newId,
-  onEvent,
-  OutboxMessage,
-  startService,
-  type ServiceHandle,
-} from '@crm/platform';
-import { asAdminOf, organizationId, serviceEnv, startTestInfra, waitFor, type TestInfra } from '@crm/testing';
-import { ANALYTICS_CONSUMER, configSchema, createAnalyticsService } from '../src/app.ts';
+import { type analyticsV1, contactsEventsV1 } from '@crm/contracts';
+import { callUnary, EVENT_STREAM, EventHandlerRegistrationError, newId, onEvent, OutboxMessage, startService, type ServiceHandle } from '@crm/platform';
+import { asAdminOf, organizationId, serviceEnv, waitFor, type TestInfra } from '@crm/testing';
+import { ANALYTICS_CONSUMER, configSchema } from '../src/app.ts';
+import { startAnalyticsUnderTest, stopAnalyticsUnderTest } from './support/analytics-under-test.ts';
 import { companyCreated } from '../src/consumers/company-created.handler.ts';
 import { companyUpdated } from '../src/consumers/company-updated.handler.ts';
 import { migrations } from '../src/migrations/index.ts';
@@ -28,18 +17,10 @@ let nc: NatsConnection;
 let client: analyticsV1.AnalyticsServiceClient;
 
 beforeAll(async () => {
-  infra = await startTestInfra();
-  analytics = await createAnalyticsService(configSchema.parse(serviceEnv(infra)));
-  nc = await connectNats(infra.nats.url, 'dispatch-test', createLogger('dispatch-test', 'silent'), infra.natsAuth);
-  client = new analyticsV1.AnalyticsServiceClient(`127.0.0.1:${analytics.grpcPort}`, insecure());
+  ({ infra, analytics, nc, client } = await startAnalyticsUnderTest('dispatch-test'));
 });
 
-afterAll(async () => {
-  client?.close();
-  await nc?.drain();
-  await analytics?.close();
-  await infra?.close();
-});
+afterAll(() => stopAnalyticsUnderTest({ infra, analytics, nc, client }));
 
 /** Publishes `data` as a relay would (CloudEvents headers, ce-type = subject); resolves to its stream sequence. */
 async function publishEvent(subject: string, eventId: string, data: Uint8Array): Promise<number> {

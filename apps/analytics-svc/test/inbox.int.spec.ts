@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
-import { analyticsV1, contactsEventsV1 } from '@crm/contracts';
-import { callUnary, connectNats, createLogger, EVENT_STREAM, insecure, newId, type ServiceHandle } from '@crm/platform';
-import { asAdminOf, organizationId, serviceEnv, startTestInfra, waitFor, type TestInfra } from '@crm/testing';
-import { ANALYTICS_CONSUMER, configSchema, createAnalyticsService } from '../src/app.ts';
+import { type analyticsV1, contactsEventsV1 } from '@crm/contracts';
+import { callUnary, EVENT_STREAM, newId, type ServiceHandle } from '@crm/platform';
+import { asAdminOf, organizationId, waitFor, type TestInfra } from '@crm/testing';
+import { ANALYTICS_CONSUMER } from '../src/app.ts';
+import { startAnalyticsUnderTest, stopAnalyticsUnderTest } from './support/analytics-under-test.ts';
 
 let infra: TestInfra;
 let analytics: ServiceHandle;
@@ -12,18 +13,10 @@ let nc: NatsConnection;
 let client: analyticsV1.AnalyticsServiceClient;
 
 beforeAll(async () => {
-  infra = await startTestInfra();
-  analytics = await createAnalyticsService(configSchema.parse(serviceEnv(infra)));
-  nc = await connectNats(infra.nats.url, 'inbox-test', createLogger('inbox-test', 'silent'), infra.natsAuth);
-  client = new analyticsV1.AnalyticsServiceClient(`127.0.0.1:${analytics.grpcPort}`, insecure());
+  ({ infra, analytics, nc, client } = await startAnalyticsUnderTest('inbox-test'));
 });
 
-afterAll(async () => {
-  client?.close();
-  await nc?.drain();
-  await analytics?.close();
-  await infra?.close();
-});
+afterAll(() => stopAnalyticsUnderTest({ infra, analytics, nc, client }));
 
 /** Publishes a company.created event as contacts-svc's relay would, with an explicit CloudEvents id. */
 async function publishCompanyCreated(eventId: string, companyId: string, industry: string, msgId: string): Promise<void> {

@@ -2,21 +2,11 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import fc from 'fast-check';
-import { analyticsV1 } from '@crm/contracts';
-import {
-  callUnary,
-  connectNats,
-  createLogger,
-  EVENT_STREAM,
-  insecure,
-  newId,
-  onEvent,
-  startEventConsumer,
-  type EventConsumer,
-  type ServiceHandle,
-} from '@crm/platform';
-import { asAdminOf, organizationId, serviceEnv, startTestInfra, waitFor, type TestInfra } from '@crm/testing';
-import { ANALYTICS_CONSUMER, configSchema, createAnalyticsService } from '../src/app.ts';
+import { type analyticsV1 } from '@crm/contracts';
+import { callUnary, createLogger, EVENT_STREAM, newId, onEvent, startEventConsumer, type EventConsumer, type ServiceHandle } from '@crm/platform';
+import { asAdminOf, organizationId, waitFor, type TestInfra } from '@crm/testing';
+import { ANALYTICS_CONSUMER } from '../src/app.ts';
+import { startAnalyticsUnderTest, stopAnalyticsUnderTest } from './support/analytics-under-test.ts';
 import { drained, expectedState, metricValue, projectedState, publishChange, sortOverview, type Change } from './support/history.ts';
 
 /*
@@ -32,18 +22,10 @@ let nc: NatsConnection;
 let client: analyticsV1.AnalyticsServiceClient;
 
 beforeAll(async () => {
-  infra = await startTestInfra();
-  analytics = await createAnalyticsService(configSchema.parse(serviceEnv(infra)));
-  nc = await connectNats(infra.nats.url, 'ordering-test', createLogger('ordering-test', 'silent'), infra.natsAuth);
-  client = new analyticsV1.AnalyticsServiceClient(`127.0.0.1:${analytics.grpcPort}`, insecure());
+  ({ infra, analytics, nc, client } = await startAnalyticsUnderTest('ordering-test'));
 });
 
-afterAll(async () => {
-  client?.close();
-  await nc?.drain();
-  await analytics?.close();
-  await infra?.close();
-});
+afterAll(() => stopAnalyticsUnderTest({ infra, analytics, nc, client }));
 
 const company = (kind: 'created' | 'updated', id: string, version: number, industry: string): Change => ({ aggregate: 'company', kind, id, version, industry });
 const contact = (kind: 'created' | 'updated', id: string, version: number): Change => ({ aggregate: 'contact', kind, id, version });
