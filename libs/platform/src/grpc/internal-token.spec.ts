@@ -15,6 +15,7 @@ import {
 } from './internal-token.ts';
 
 const ORG = '0b4c7a8e-0000-4000-8000-000000000001';
+const OTHER_ORG = '0b4c7a8e-0000-4000-8000-000000000002';
 const COMPANIES = 'crm.contacts.v1.CompanyService';
 const ANALYTICS = 'crm.analytics.v1.AnalyticsService';
 
@@ -31,7 +32,7 @@ const context = (): RequestContext => ({ organizationId: ORG, userId: 'user-1', 
 /** A token signed with `key` under header `kid`, with `claims` over valid ones (times in seconds). */
 function forge(key: KeyObject, kid: string, claims: Record<string, unknown> = {}, header: Record<string, unknown> = {}): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ org: ORG, roles: ['crm-admin'], rid: 'r', iss: 'crm-gateway', sub: 'u', aud: COMPANIES, iat: now, exp: now + 60, ...claims })
+  return new SignJWT({ org: ORG, roles: ['crm-admin'], iss: 'crm-gateway', sub: 'u', aud: COMPANIES, iat: now, exp: now + 60, ...claims })
     .setProtectedHeader({ alg: 'EdDSA', typ: INTERNAL_TOKEN_TYPE, kid, ...header })
     .sign(key);
 }
@@ -52,17 +53,36 @@ describe('internal tokens', () => {
   it('carry the request context to the service they were signed for', async () => {
     const signer = createInternalTokenSigner(trusted.privateKey);
     const token = await signer.tokenFor(context(), COMPANIES);
-    expect(await verifier.verify(token, COMPANIES)).toEqual(context());
+    expect(await verifier.verify(token, COMPANIES)).toEqual({ organizationId: ORG, userId: 'user-1', roles: ['crm-rep'] });
   });
 
-  it('are signed once per request context and audience, then reused', async () => {
+  it('are signed once per caller and audience and reused by the caller\'s later requests', async () => {
     const signer = createInternalTokenSigner(trusted.privateKey);
     const ctx = context();
     const first = await signer.tokenFor(ctx, COMPANIES);
     expect(await signer.tokenFor(ctx, COMPANIES)).toBe(first);
+    const nextRequest: RequestContext = { ...ctx, requestId: 'req-2' };
+    expect(await signer.tokenFor(nextRequest, COMPANIES)).toBe(first);
     expect(await signer.tokenFor(ctx, ANALYTICS)).not.toBe(first);
-    const otherRequest = await signer.tokenFor({ ...ctx, requestId: 'req-2' }, COMPANIES);
-    expect((await verifier.verify(otherRequest, COMPANIES)).requestId).toBe('req-2');
+    // anything that changes who calls gets its own token
+    for (const other of [{ ...ctx, userId: 'user-2' }, { ...ctx, organizationId: OTHER_ORG }, { ...ctx, roles: ['crm-admin' as const] }]) {
+      const token = await signer.tokenFor(other, COMPANIES);
+      expect(token).not.toBe(first);
+      expect(await verifier.verify(token, COMPANIES)).toEqual({ organizationId: other.organizationId, userId: other.userId, roles: other.roles });
+    }
+  });
+
+  it('are verified once, then found in the cache until they expire', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const token = await forge(trusted.privateKey.key, trusted.privateKey.kid, { iat: now - 63, exp: now - 3 });
+    const own = createInternalTokenVerifier([trusted.publicKey]);
+    // expired 3 s ago: still inside the 5 s tolerance
+    expect(await own.verify(token, COMPANIES)).toMatchObject({ userId: 'u' });
+    expect(await own.verify(token, COMPANIES)).toMatchObject({ userId: 'u' });
+    // the cache is per audience: the same token is refused for a service it was not signed for
+    expect(await refusal(own.verify(token, ANALYTICS))).toMatchObject({ code: 'INVALID_CALL_TOKEN' });
+    const expired = await forge(trusted.privateKey.key, trusted.privateKey.kid, { iat: now - 70, exp: now - 10 });
+    expect(await refusal(own.verify(expired, COMPANIES))).toMatchObject({ code: 'INVALID_CALL_TOKEN', message: expect.stringContaining('expired') });
   });
 
   it('are refused when missing', async () => {
@@ -95,7 +115,7 @@ describe('internal tokens', () => {
       ['long-lived', forge(key, kid, { exp: now + 3600 })],
       [
         'unsigned',
-        Promise.resolve(new UnsecuredJWT({ org: ORG, roles: [], rid: 'r', sub: 'u' }).setAudience(COMPANIES).setIssuedAt().setExpirationTime('1m').encode()),
+        Promise.resolve(new UnsecuredJWT({ org: ORG, roles: [], sub: 'u' }).setAudience(COMPANIES).setIssuedAt().setExpirationTime('1m').encode()),
       ],
       ['plain JWT type', forge(key, kid, {}, { typ: 'JWT' })],
       ['organization not a UUID', forge(key, kid, { org: "1' or '1'='1" })],
@@ -122,7 +142,7 @@ describe('internal tokens', () => {
     const rotating = createInternalTokenVerifier(keys);
     for (const signing of [trusted, next]) {
       const token = await createInternalTokenSigner(signing.privateKey).tokenFor(context(), COMPANIES);
-      expect(await rotating.verify(token, COMPANIES)).toEqual(context());
+      expect(await rotating.verify(token, COMPANIES)).toEqual({ organizationId: ORG, userId: 'user-1', roles: ['crm-rep'] });
     }
   });
 });

@@ -1,6 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { errors, type JWTPayload } from 'jose';
 import { z } from 'zod';
+import { LRUCache } from 'lru-cache';
 import { isRole, type RequestContext } from '../context.ts';
 import { DomainError } from '../errors.ts';
 import { isUuid } from '../persistence/ids.ts';
@@ -10,8 +11,15 @@ import { isUuid } from '../persistence/ids.ts';
  * identity only from a short-lived JWT that the gateway signs with its Ed25519 private key, never
  * from whoever reaches the gRPC port. Compact JWS, header `{ alg: 'EdDSA', typ: 'crm-call+jwt',
  * kid }` (kid = RFC 7638 thumbprint of the public key, so no key ids are configured by hand),
- * claims `iss`, `sub` (user), `org` (organization UUID), `roles`, `rid` (request id), `aud` (the
- * fully-qualified gRPC service called, e.g. `crm.contacts.v1.CompanyService`), `iat`, `exp`.
+ * claims `iss`, `sub` (user), `org` (organization UUID), `roles`, `aud` (the fully-qualified gRPC
+ * service called, e.g. `crm.contacts.v1.CompanyService`), `iat`, `exp`.
+ *
+ * A token states who calls whom, not which request: the request id travels as plain metadata
+ * (`x-request-id`, a correlation id, not a credential). So one token serves every request of the
+ * same caller to the same service for most of its minute — the gateway signs about once a minute
+ * per active user and service, and services verify a token once and then find it in a cache
+ * (measured: the signature was ≈ 9 % of the gateway's CPU per read, the verification ≈ 24 % of
+ * contacts-svc's).
  */
 
 /** Header `typ` of an internal call token (RFC 8725 §3.11 explicit typing: no other JWT passes). */
@@ -97,16 +105,22 @@ export function parseInternalTokenPrivateKey(text: string): InternalTokenPrivate
   return { kid: thumbprint(createPublicKey(key)), key };
 }
 
+/** The identity an internal token carries: a request context without the request's own attributes. */
+export type CallerIdentity = Pick<RequestContext, 'organizationId' | 'userId' | 'roles'>;
+
+/** How many distinct tokens a signer or a verifier keeps (callers × services; older ones are dropped, then re-signed or re-verified). */
+const TOKEN_CACHE_SIZE = 10_000;
+
 /** Signs internal tokens for request contexts. */
 export interface InternalTokenSigner {
   /** Key id of the signing key (the thumbprint services look it up by). */
   readonly kid: string;
   /**
-   * A token for `ctx` and `audience` (a fully-qualified gRPC service name). Signed once per
-   * request context and audience, then reused while at least 20 s of its 60 s remain, so a request
-   * making several calls signs once.
+   * A token for the caller of `ctx` (organization, user, roles) and `audience` (a fully-qualified
+   * gRPC service name). Signed once per caller and audience, then reused by every request of that
+   * caller while at least 20 s of its 60 s remain (an LRU of 10,000 caller × audience pairs).
    */
-  tokenFor(ctx: RequestContext, audience: string): Promise<string>;
+  tokenFor(ctx: CallerIdentity, audience: string): Promise<string>;
 }
 
 /** base64url of the UTF-8 JSON of `value`. */
@@ -124,47 +138,46 @@ const b64json = (value: unknown): string => Buffer.from(JSON.stringify(value)).t
 export function createInternalTokenSigner(privateKey: InternalTokenPrivateKey, options: { issuer?: string } = {}): InternalTokenSigner {
   const issuer = options.issuer ?? 'crm-gateway';
   const header = b64json({ alg: 'EdDSA', typ: INTERNAL_TOKEN_TYPE, kid: privateKey.kid });
-  // keyed by the context object: a request's context lives as long as the request
-  const cache = new WeakMap<RequestContext, Map<string, { token: Promise<string>; reuseUntil: number }>>();
+  const cache = new LRUCache<string, { token: Promise<string>; reuseUntil: number }>({ max: TOKEN_CACHE_SIZE });
   return {
     kid: privateKey.kid,
     tokenFor: (ctx, audience) => {
       const now = Date.now();
-      const forContext = cache.get(ctx) ?? new Map<string, { token: Promise<string>; reuseUntil: number }>();
-      cache.set(ctx, forContext);
-      const cached = forContext.get(audience);
+      const roles = [...ctx.roles].sort();
+      const key = `${audience}\n${ctx.organizationId}\n${ctx.userId}\n${roles.join(' ')}`;
+      const cached = cache.get(key);
       if (cached && cached.reuseUntil > now) return cached.token;
       const iat = Math.floor(now / 1000);
       const exp = iat + INTERNAL_TOKEN_TTL_SECONDS;
       let token: Promise<string>;
       try {
-        const input = `${header}.${b64json({ org: ctx.organizationId, roles: [...ctx.roles], rid: ctx.requestId, iss: issuer, sub: ctx.userId, aud: audience, iat, exp })}`;
+        const input = `${header}.${b64json({ org: ctx.organizationId, roles, iss: issuer, sub: ctx.userId, aud: audience, iat, exp })}`;
         token = Promise.resolve(`${input}.${sign(null, Buffer.from(input), privateKey.key).toString('base64url')}`);
       } catch (error) {
         return Promise.reject(error instanceof Error ? error : new Error(String(error)));
       }
-      forContext.set(audience, { token, reuseUntil: exp * 1000 - REUSE_MARGIN_MS });
+      cache.set(key, { token, reuseUntil: exp * 1000 - REUSE_MARGIN_MS });
       return token;
     },
   };
 }
 
-/** Verifies internal tokens and turns them into request contexts. */
+/** Verifies internal tokens and turns them into caller identities. */
 export interface InternalTokenVerifier {
   /**
    * The identity a token carries, for a call to `audience` (the fully-qualified gRPC service
-   * called). Rejects with `UNAUTHENTICATED` DomainErrors: `MISSING_CALL_TOKEN` (no token),
+   * called). A token verified before is found in a cache (keyed by token and audience, up to
+   * 10,000) and only its expiry is checked again. Rejects with `UNAUTHENTICATED` DomainErrors: `MISSING_CALL_TOKEN` (no token),
    * `INVALID_CALL_TOKEN` (malformed, unknown key, bad signature, expired, issued for another
    * audience, wrong `typ`, missing or malformed claims). Unknown roles are dropped.
    */
-  verify(token: string | undefined, audience: string): Promise<RequestContext>;
+  verify(token: string | undefined, audience: string): Promise<CallerIdentity>;
 }
 
 const claimsSchema = z.object({
   sub: z.string().min(1),
   org: z.string().refine(isUuid, 'not a UUID'),
   roles: z.array(z.string()),
-  rid: z.string().min(1),
 });
 
 function refusal(error: unknown): string {
@@ -247,15 +260,24 @@ function verifyCompact(token: string, audience: string, byKid: ReadonlyMap<strin
 export function createInternalTokenVerifier(keys: readonly InternalTokenPublicKey[]): InternalTokenVerifier {
   if (keys.length === 0) throw new Error('an internal-token verifier needs at least one public key');
   const byKid = new Map(keys.map((k) => [k.kid, k.key]));
+  // verified tokens with the time (ms) after which `exp` refuses them; never a refused token
+  const verified = new LRUCache<string, { identity: CallerIdentity; refuseFrom: number }>({ max: TOKEN_CACHE_SIZE });
   return {
     verify: async (token, audience) => {
       if (!token) throw new DomainError('unauthenticated', 'MISSING_CALL_TOKEN', 'call carries no internal token (authorization: Bearer …)');
+      const key = `${audience}\n${token}`;
+      const hit = verified.get(key);
+      if (hit && Date.now() < hit.refuseFrom) return hit.identity;
+      if (hit) verified.delete(key);
       try {
         const payload = verifyCompact(token, audience, byKid);
         if ((payload.exp ?? 0) - (payload.iat ?? 0) > INTERNAL_TOKEN_TTL_SECONDS)
           throw new errors.JWTClaimValidationFailed('lives too long', payload, 'exp', 'check_failed');
         const claims = claimsSchema.parse(payload);
-        return { organizationId: claims.org, userId: claims.sub, roles: claims.roles.filter(isRole), requestId: claims.rid };
+        const identity: CallerIdentity = { organizationId: claims.org, userId: claims.sub, roles: claims.roles.filter(isRole) };
+        // verifyCompact refuses once exp <= now - tolerance, i.e. from (exp + tolerance) s on
+        verified.set(key, { identity, refuseFrom: ((payload.exp ?? 0) + CLOCK_TOLERANCE_SECONDS) * 1000 });
+        return identity;
       } catch (error) {
         throw new DomainError('unauthenticated', 'INVALID_CALL_TOKEN', `internal token refused: ${refusal(error)}`);
       }

@@ -1,5 +1,7 @@
 import { Metadata } from '@grpc/grpc-js';
+import { randomUUID } from 'node:crypto';
 import type { RequestContext } from '../context.ts';
+import type { CallerIdentity } from './internal-token.ts';
 
 /**
  * Metadata keys of a call (architecture: "Tenancy and identity"). The caller's identity travels
@@ -12,7 +14,7 @@ export const MD = {
   organizationId: 'x-organization-id',
   userId: 'x-user-id',
   roles: 'x-roles',
-  /** Plain copy of the request id for proxies' logs (the services take it from the token). */
+  /** The request id (a correlation id for logs and traces, not a credential; not in the token, so tokens are reused across requests). */
   requestId: 'x-request-id',
   idempotencyKey: 'idempotency-key',
 } as const;
@@ -39,12 +41,23 @@ export function bearerToken(metadata: Metadata): string | undefined {
   return /^Bearer\s+(\S+)$/i.exec(first(metadata, MD.authorization) ?? '')?.[1];
 }
 
+/** A request id a caller may set: 1–100 of `[A-Za-z0-9_.-]` (the gateway's rule for `X-Request-Id`). */
+const REQUEST_ID = /^[\w.-]{1,100}$/;
+
 /**
  * Server side: the request context of a call whose token was verified. Identity (organization,
- * user, roles, request id) comes from `identity` — the verified token — only; request attributes
- * that are not identity are read from `metadata` and never override it: the idempotency key
- * (scoped by the verified organization and user where it is recorded).
+ * user, roles) comes from `identity` — the verified token — only; request attributes that are not
+ * identity are read from `metadata` and never override it: the request id (a fresh UUID when
+ * missing or not 1–100 of `[A-Za-z0-9_.-]`) and the idempotency key (scoped by the verified
+ * organization and user where it is recorded).
  */
-export function contextFromMetadata(metadata: Metadata, identity: RequestContext): RequestContext {
-  return { ...identity, idempotencyKey: first(metadata, MD.idempotencyKey) };
+export function contextFromMetadata(metadata: Metadata, identity: CallerIdentity): RequestContext {
+  const requestId = first(metadata, MD.requestId);
+  return {
+    organizationId: identity.organizationId,
+    userId: identity.userId,
+    roles: identity.roles,
+    requestId: requestId && REQUEST_ID.test(requestId) ? requestId : randomUUID(),
+    idempotencyKey: first(metadata, MD.idempotencyKey),
+  };
 }
