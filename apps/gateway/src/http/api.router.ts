@@ -38,6 +38,9 @@ export interface ApiRouterOptions {
   shedding?: { shedder: LoadShedder; backends: readonly { name: string; routes: readonly Route[] }[] };
 }
 
+/** `companies` of `/companies/:id` (also `/companies:batch` → `companies:batch`): the segment naming the resource. */
+const firstSegment = (path: string): string => path.split('/', 2)[1] ?? '';
+
 /** Headers of every API response: personal data is never stored by caches nor content-sniffed. */
 const apiHeaders: RequestHandler = (_req, res, next) => {
   res.set({ 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
@@ -88,11 +91,23 @@ export function apiRouter(options: ApiRouterOptions): Router {
   if (options.shedding) {
     const { shedder, backends } = options.shedding;
     api.use(shedder.guardEventLoop());
-    // admission on the routes' own paths (static before parameters, as they are mounted), ahead of everything that costs
-    mountRoutes(
-      api,
-      backends.flatMap((b) => b.routes.map((route) => ({ ...route, handlers: [shedder.admit(b.name)] }))),
-    );
+    // admission ahead of everything that costs, by the first path segment (one map lookup rather
+    // than matching every route twice): `/companies/…` → the backend owning `/companies`
+    const admitters = new Map<string, RequestHandler>();
+    for (const b of backends) {
+      const admit = shedder.admit(b.name);
+      for (const route of b.routes) {
+        const segment = firstSegment(route.path);
+        const owner = admitters.get(segment);
+        if (owner && owner !== admit) throw new Error(`path segment /${segment} belongs to two backends: routes of one resource must have one backend`);
+        admitters.set(segment, admit);
+      }
+    }
+    api.use((req, res, next) => {
+      const admit = admitters.get(firstSegment(req.path));
+      if (admit) admit(req, res, next);
+      else next();
+    });
   }
   api.use(limit('ip', options.rateLimitPerIpPerMinute ?? options.rateLimitPerMinute, (req) => ipKeyGenerator(req.ip ?? '')));
   api.use(authenticate(options.verifier, options.realm, options.onInvalidToken, options.onKeysUnavailable));
