@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
-import { type analyticsV1, contactsEventsV1 } from '@crm/contracts';
+import { type analyticsV1, contactsEventsV1, contactsV1 } from '@crm/contracts';
 import { callUnary, EVENT_STREAM, EventHandlerRegistrationError, newId, onEvent, OutboxMessage, startService, type ServiceHandle } from '@crm/platform';
 import { asAdminOf, organizationId, serviceEnv, waitFor, type TestInfra } from '@crm/testing';
 import { ANALYTICS_CONSUMER, configSchema } from '../src/app.ts';
@@ -71,7 +71,15 @@ describe('analytics consumer dispatch', () => {
     expect(Number(inbox?.n)).toBe(0);
 
     const companyId = newId();
-    const company = { id: companyId, name: 'Initech', domain: '', industry: 'software', parentCompanyId: '', ownerId: 'u', audit: version(1) };
+    const company = contactsV1.Company.fromPartial({
+      id: companyId,
+      name: 'Initech',
+      domain: '',
+      industry: 'software',
+      parentCompanyId: '',
+      ownerId: 'u',
+      audit: version(1),
+    });
     const handledSeq = await publishEvent('crm.contacts.company.created', newId(), contactsEventsV1.CompanyCreated.encode({ company }).finish());
     await acked(handledSeq);
     const overview = await asAdminOf('acme', () => callUnary(client, client.getOverview, {}));
@@ -81,7 +89,15 @@ describe('analytics consumer dispatch', () => {
 
   it('applies an updated event carrying field changes', async () => {
     const companyId = newId();
-    const company = { id: companyId, name: 'Globex', domain: '', industry: 'retail', parentCompanyId: '', ownerId: 'u', audit: version(1) };
+    const company = contactsV1.Company.fromPartial({
+      id: companyId,
+      name: 'Globex',
+      domain: '',
+      industry: 'retail',
+      parentCompanyId: '',
+      ownerId: 'u',
+      audit: version(1),
+    });
     await publishEvent('crm.contacts.company.created', newId(), contactsEventsV1.CompanyCreated.encode({ company }).finish());
     const updated = contactsEventsV1.CompanyUpdated.encode({
       company: { ...company, industry: 'medical', audit: version(2) },

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
-import { type analyticsV1, contactsEventsV1 } from '@crm/contracts';
+import { type analyticsV1, contactsEventsV1, contactsV1 } from '@crm/contracts';
 import { callUnary, EVENT_STREAM, newId, type ServiceHandle } from '@crm/platform';
 import { asAdminOf, organizationId, waitFor, type TestInfra } from '@crm/testing';
 import { ANALYTICS_CONSUMER } from '../src/app.ts';
@@ -28,15 +28,13 @@ async function publishCompanyCreated(eventId: string, companyId: string, industr
   h.set('ce-time', new Date().toISOString());
   h.set('organization-id', organizationId('acme'));
   const data = contactsEventsV1.CompanyCreated.encode({
-    company: {
+    company: contactsV1.Company.fromPartial({
       id: companyId,
       name: 'x',
-      domain: '',
       industry,
-      parentCompanyId: '',
       ownerId: 'u',
       audit: { createTime: undefined, updateTime: undefined, createdBy: 'u', version: '1' },
-    },
+    }),
   }).finish();
   await jetstream(nc).publish('crm.contacts.company.created', data, { msgID: msgId, headers: h });
 }

@@ -13,7 +13,10 @@ import {
 import { z } from 'zod';
 import { CompanyEntity, companyService } from './company/company.service.ts';
 import { ContactEntity, contactService } from './contact/contact.service.ts';
+import { CustomFieldEntity, customFieldService } from './custom-field/custom-field.service.ts';
 import { migrations } from './migrations/index.ts';
+import { TagRuleEntity, tagRuleService } from './tag/tag-rule.service.ts';
+import { TagEntity, tagService } from './tag/tag.service.ts';
 
 /** Environment of contacts-svc. */
 export const configSchema = z.object({ ...serviceEnv, GRPC_PORT: port(7051), OPS_PORT: port(9401) });
@@ -25,7 +28,7 @@ export type ContactsConfig = z.infer<typeof configSchema>;
  */
 export const contactsSchema = {
   schema: 'contacts',
-  entities: [...recordEntities(CompanyEntity, ContactEntity), OutboxMessage, InboxEntry, IdempotentWrite],
+  entities: [...recordEntities(CompanyEntity, ContactEntity, TagEntity, TagRuleEntity, CustomFieldEntity), OutboxMessage, InboxEntry, IdempotentWrite],
   migrations,
 };
 
@@ -35,7 +38,13 @@ export function createContactsService(config: ContactsConfig = loadConfig(config
     {
       name: 'contacts-svc',
       ...contactsSchema,
-      grpc: ({ orm }) => [bindRecordService(companyService(orm)), bindRecordService(contactService(orm))],
+      grpc: ({ orm }) => [
+        bindRecordService(companyService(orm)),
+        bindRecordService(contactService(orm)),
+        bindRecordService(tagService(orm)),
+        bindRecordService(tagRuleService(orm)),
+        bindRecordService(customFieldService(orm)),
+      ],
     },
     config,
   );

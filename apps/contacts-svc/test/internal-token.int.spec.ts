@@ -38,7 +38,7 @@ afterAll(async () => {
 
 const ACME = organizationId('acme');
 const GLOBEX = organizationId('globex');
-const listRequest: contactsV1.ListCompaniesRequest = { pageSize: 200, pageToken: '', query: '', industry: '', parentCompanyId: '' };
+const listRequest = contactsV1.ListCompaniesRequest.fromPartial({ pageSize: 200 });
 const adminOf = (org: string): RequestContext => ({ organizationId: org, userId: 'intruder', roles: ['crm-admin'], requestId: 'r-1' });
 
 /** ListCompanies with exactly `metadata`: what any process reaching the port can send. */
@@ -93,7 +93,7 @@ describe('contacts-svc gRPC authentication', () => {
   });
 
   it('serves a valid token, for the tenant in the token whatever plain metadata says', async () => {
-    const blank = { id: '', domain: '', industry: '', parentCompanyId: '', ownerId: '' };
+    const blank = contactsV1.Company.fromPartial({});
     const created = await asAdminOf('acme', () => callUnary(companies, companies.createCompany, { company: { ...blank, name: 'Initrode' } }));
     expect(created.company?.name).toBe('Initrode');
 

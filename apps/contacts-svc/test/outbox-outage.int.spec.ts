@@ -28,9 +28,7 @@ afterAll(async () => {
 });
 
 function create(name: string): Promise<contactsV1.CreateCompanyResponse> {
-  return asAdminOf('acme', () =>
-    callUnary(companies, companies.createCompany, { company: { id: '', name, domain: '', industry: 'outage', parentCompanyId: '', ownerId: '' } }),
-  );
+  return asAdminOf('acme', () => callUnary(companies, companies.createCompany, { company: contactsV1.Company.fromPartial({ name, industry: 'outage' }) }));
 }
 
 async function sql(query: string): Promise<number> {

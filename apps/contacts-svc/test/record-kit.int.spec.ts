@@ -20,7 +20,7 @@ afterAll(async () => {
   await infra?.close();
 });
 
-const blank = { id: '', name: '', domain: '', industry: '', parentCompanyId: '', ownerId: '' };
+const blank = contactsV1.Company.fromPartial({});
 
 async function create(name: string): Promise<contactsV1.Company> {
   const res = await asAdminOf('acme', () => callUnary(companies, companies.createCompany, { company: { ...blank, name } }));

@@ -14,6 +14,7 @@ import {
   RecordService,
   requestEntityManager,
   runWithContext,
+  searchSetupSql,
   type Orm,
   type RecordListQuery,
   type RequestContext,
@@ -221,6 +222,9 @@ describe('records kit: lean reads of every field kind', () => {
       debug: false,
     });
     await kinds.em.getConnection().execute('create schema if not exists kinds');
+    await kinds.em.transactional(async (em) => {
+      for (const sql of searchSetupSql('kinds')) await em.getConnection().execute(sql, [], 'run', em.getTransactionContext());
+    });
     await kinds.schema.create();
     service = new RecordService(kinds, gadget, entity) as unknown as RecordService<never>;
     orms.set(service, kinds);

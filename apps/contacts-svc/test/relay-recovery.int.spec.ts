@@ -62,7 +62,7 @@ afterAll(async () => {
 
 async function createCompany(name: string): Promise<string> {
   const res = await asAdminOf('acme', () =>
-    callUnary(companies, companies.createCompany, { company: { id: '', name, domain: '', industry: 'relay', parentCompanyId: '', ownerId: '' } }),
+    callUnary(companies, companies.createCompany, { company: contactsV1.Company.fromPartial({ name, industry: 'relay' }) }),
   );
   return res.company!.id;
 }

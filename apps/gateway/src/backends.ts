@@ -1,5 +1,5 @@
 import { Channel, type ChannelCredentials, type ClientOptions } from '@grpc/grpc-js';
-import { analyticsV1, companyRecord, contactRecord } from '@crm/contracts';
+import { analyticsV1, companyRecord, contactRecord, customFieldRecord, tagRecord, tagRuleRecord } from '@crm/contracts';
 import { channelOptions, insecure, signCallsOn, type InternalTokenSigner } from '@crm/platform';
 import type { GatewayConfig } from './config.ts';
 import { grpcHealthClient } from './grpc-health.ts';
@@ -41,7 +41,13 @@ export const BACKENDS: readonly Backend[] = [
     name: 'contacts',
     url: (config) => config.CONTACTS_GRPC_URL,
     // record resources: one line per aggregate, everything derived from its declaration
-    routes: (backend) => [...recordRoutes(companyRecord, backend), ...recordRoutes(contactRecord, backend)],
+    routes: (backend) => [
+      ...recordRoutes(companyRecord, backend),
+      ...recordRoutes(contactRecord, backend),
+      ...recordRoutes(tagRecord, backend),
+      ...recordRoutes(tagRuleRecord, backend),
+      ...recordRoutes(customFieldRecord, backend),
+    ],
   },
   {
     name: 'analytics',

@@ -159,10 +159,10 @@ describe('the OpenAPI document of the gateway', () => {
     const created = objectAt(byId('createCompany'), 'requestBody', 'content', 'application/json', 'example');
     expect(created).toMatchObject({ name: expect.any(String), domain: 'acme.com', annualRevenue: { amount: '1250.00', currency: 'EUR' }, employees: 120 });
     const contact = objectAt(byId('createContact'), 'requestBody', 'content', 'application/json', 'example');
-    expect(contact).toMatchObject({ email: 'ada.lovelace@example.com', phone: '+1 555 0100', companyId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+    expect(contact).toMatchObject({ email: 'ada.lovelace@example.com', phone: '+14155550100', companyId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
     // a PATCH example changes a few fields, not the whole record
     const patch = objectAt(byId('updateCompany'), 'requestBody', 'content', 'application/json', 'example');
-    expect(Object.keys(patch)).toEqual(['name', 'industry']);
+    expect(Object.keys(patch)).toEqual(['name', 'legalName']);
     const got = objectAt(byId('getCompany'), 'responses', '200', 'content', 'application/json', 'example');
     expect(got).toMatchObject({ id: expect.any(String), version: 3, createdAt: '2026-11-21T09:30:00.000Z' });
   });

@@ -30,3 +30,4 @@ export * from './records/record-entity.ts';
 export * from './records/record-service.ts';
 export * from './records/record-grpc.ts';
 export * from './records/idempotency.ts';
+export * from './records/search.ts';

@@ -25,7 +25,8 @@ export interface SchemaDefinition {
  * Rejects when a migration fails, or with install instructions when there is no Postgres.
  *
  * Limits are MikroORM's: an index or trigger declared with a raw `expression` is compared by name
- * only, so prefer `properties` + `where` for indexes.
+ * only, so prefer `properties` + `where` for indexes. Stored functions are not compared (the
+ * platform's `crm_fold` is no entity metadata).
  */
 export async function schemaDrift(definition: SchemaDefinition): Promise<string> {
   await ensurePostgres(POSTGRES_ADMIN_URL);
@@ -33,7 +34,15 @@ export async function schemaDrift(definition: SchemaDefinition): Promise<string>
   const clientUrl = await createDatabase(POSTGRES_ADMIN_URL, name);
   try {
     await runMigrations({ clientUrl, ...definition, logger: createLogger('schema-drift', 'silent') });
-    const orm = await MikroORM.init({ clientUrl, schema: definition.schema, entities: definition.entities, pool: { min: 0, max: 1 }, debug: false });
+    // routines (the platform search migration's crm_fold) are not entity metadata: left unmanaged
+    const orm = await MikroORM.init({
+      clientUrl,
+      schema: definition.schema,
+      entities: definition.entities,
+      pool: { min: 0, max: 1 },
+      debug: false,
+      schemaGenerator: { ignoreRoutines: true },
+    });
     try {
       // wrap: false leaves out the `set names` / `set session_replication_role` preamble, so
       // agreement is the empty string rather than boilerplate

@@ -1,6 +1,6 @@
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
-import { contactsEventsV1 } from '@crm/contracts';
+import { contactsEventsV1, contactsV1, contactV1 } from '@crm/contracts';
 import { EVENT_STREAM, newId, runWithContext, type Orm, type PlatformMetrics } from '@crm/platform';
 import { waitFor } from '@crm/testing';
 import { OverviewService, type Overview } from '../../src/overview/overview.service.ts';
@@ -76,14 +76,14 @@ export function encodeChange(change: Change): { subject: string; data: Uint8Arra
   }
   const audit = { createTime: undefined, updateTime: undefined, createdBy: 'u', version: String(change.version) };
   if (change.aggregate === 'company') {
-    const company = { id: change.id, name: `company ${change.id}`, domain: '', industry: change.industry, parentCompanyId: '', ownerId: 'u', audit };
+    const company = contactsV1.Company.fromPartial({ id: change.id, name: `company ${change.id}`, industry: change.industry, ownerId: 'u', audit });
     const data =
       change.kind === 'created'
         ? contactsEventsV1.CompanyCreated.encode({ company }).finish()
         : contactsEventsV1.CompanyUpdated.encode({ company, changedFields: ['industry'], changes: [] }).finish();
     return { subject, data };
   }
-  const contact = { id: change.id, firstName: 'Ada', lastName: change.id, email: '', phone: '', jobTitle: '', companyId: '', ownerId: 'u', audit };
+  const contact = contactV1.Contact.fromPartial({ id: change.id, firstName: 'Ada', lastName: change.id, ownerId: 'u', audit });
   const data =
     change.kind === 'created'
       ? contactsEventsV1.ContactCreated.encode({ contact }).finish()

@@ -1,9 +1,15 @@
-import { companyRecord } from '@crm/contracts';
+import { companyRecord, toProto } from '@crm/contracts';
 import { DomainError, RecordService, recordEntity, requireContext, type EntityManager, type Orm } from '@crm/platform';
+import { applyCustomerRules } from '../customer/customer.write.ts';
 import { assertNoHierarchyCycle } from './company.rules.ts';
 
-/** `contacts.company`, derived from {@link companyRecord}. */
+/** `contacts.company`, derived from {@link companyRecord}; GIN indexes for tag and custom-field containment. */
 export const CompanyEntity = recordEntity(companyRecord);
+CompanyEntity.addIndex({ name: 'company_tags_idx', expression: 'create index company_tags_idx on company using gin (tags) where deleted_at is null' });
+CompanyEntity.addIndex({
+  name: 'company_custom_fields_idx',
+  expression: 'create index company_custom_fields_idx on company using gin (custom_fields jsonb_path_ops) where deleted_at is null',
+});
 
 /**
  * Companies: the kit's record service plus the hierarchy rules — a company is never its own
@@ -11,11 +17,25 @@ export const CompanyEntity = recordEntity(companyRecord);
  * PARENT_COMPANY_NOT_FOUND), and it is not deleted while live subsidiaries point at it (422
  * COMPANY_HAS_SUBSIDIARIES). Each of these reads other rows than the one written, so writes that
  * set a parent and deletes take the organization's hierarchy lock first ({@link lockHierarchy}).
+ *
+ * A change of `status` or `priority` (also the first value, on create) emits
+ * `crm.contacts.company.status_changed` / `…priority_changed` with from/to besides `updated`, so
+ * automations and analytics react to the transition itself.
  */
 export function companyService(orm: Orm): RecordService<typeof companyRecord.fields> {
   return new RecordService(orm, companyRecord, CompanyEntity, {
     hooks: {
-      beforeWrite: async ({ em, values, changed, existing }) => {
+      beforeWrite: async ({ em, ctx, values, changed, existing, emit }) => {
+        await applyCustomerRules('company', { em, ctx, values, changed, existing });
+        const fields = companyRecord.fields;
+        if (changed.has('status') && values.status !== (existing?.status ?? null)) {
+          const [from, to] = [toProto(fields.status, existing?.status ?? null), toProto(fields.status, values.status)];
+          emit('status_changed', (row) => ({ companyId: row.id, from, to }));
+        }
+        if (changed.has('priority') && values.priority !== (existing?.priority ?? null)) {
+          const [from, to] = [toProto(fields.priority, existing?.priority ?? null), toProto(fields.priority, values.priority)];
+          emit('priority_changed', (row) => ({ companyId: row.id, from, to }));
+        }
         if (!changed.has('parentCompanyId') || !values.parentCompanyId) return;
         await lockHierarchy(em);
         const ancestors = await ancestorsOf(em, values.parentCompanyId);

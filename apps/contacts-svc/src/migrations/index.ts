@@ -1,7 +1,10 @@
-import { platformIdempotencyMigration, platformMessagingMigration } from '@crm/platform';
+import { platformIdempotencyMigration, platformMessagingMigration, platformSearchMigration } from '@crm/platform';
 import { Migration20261121000100CompaniesContacts } from './Migration20261121000100_companies_contacts.ts';
 import { Migration20261121000400RecordsKitNames } from './Migration20261121000400_records_kit_names.ts';
 import { Migration20261122000200ForeignKeyIndexes } from './Migration20261122000200_foreign_key_indexes.ts';
+import { Migration20261123000100CompanyContactFields } from './Migration20261123000100_company_contact_fields.ts';
+import { Migration20261123000200Tags } from './Migration20261123000200_tags.ts';
+import { Migration20261123000300CustomFields } from './Migration20261123000300_custom_fields.ts';
 
 /** Committed migrations of schema `contacts`, in order (explicit list: no folder scanning). */
 export const migrations = [
@@ -10,4 +13,8 @@ export const migrations = [
   { name: 'Migration20261121000400_records_kit_names', class: Migration20261121000400RecordsKitNames },
   platformIdempotencyMigration,
   { name: 'Migration20261122000200_foreign_key_indexes', class: Migration20261122000200ForeignKeyIndexes },
+  platformSearchMigration,
+  { name: 'Migration20261123000100_company_contact_fields', class: Migration20261123000100CompanyContactFields },
+  { name: 'Migration20261123000200_tags', class: Migration20261123000200Tags },
+  { name: 'Migration20261123000300_custom_fields', class: Migration20261123000300CustomFields },
 ];

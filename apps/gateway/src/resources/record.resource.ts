@@ -121,7 +121,8 @@ export function recordResource(record: RecordDeclaration, client: Client, deadli
   };
   const filters = Object.entries(record.fields).filter(([, spec]) => spec.filter);
   return {
-    plural: record.plural,
+    // the path segment in kebab-case (`tagRules` → `/api/v1/tag-rules`); proto keeps `tagRules`
+    plural: snakeCase(record.plural).replaceAll('_', '-'),
     singular: record.name,
     schemas: recordSchemas(record),
     create: async (body) => toJson(record, (await call(methods.create, { [record.name]: { id: '', ...valuesMessage(record, body) } }))[record.name]),
@@ -146,8 +147,11 @@ export function recordResource(record: RecordDeclaration, client: Client, deadli
   };
 }
 
-/** The five REST routes of a record on its backend: wiring an aggregate into the gateway is this one call. */
+/**
+ * The five REST routes of a record on its backend: wiring an aggregate into the gateway is this one
+ * call. Writes require the record's `writeRoles` when it declares them (else the default write roles).
+ */
 export function recordRoutes(record: RecordDeclaration, backend: BackendContext): Route[] {
   const client = backend.client(makeGenericClientConstructor(record.service, pascalCase(record.name)));
-  return crudRoutes(recordResource(record, client, backend.deadlineMs), backend.idempotency);
+  return crudRoutes(recordResource(record, client, backend.deadlineMs), backend.idempotency, record.writeRoles);
 }

@@ -17,20 +17,40 @@ import type { Money as ProtoMoney, PostalAddress } from '../gen/crm/common/v1/co
  * | money     | crm.common.v1.Money    | Money \| null        | `<f>_amount` numeric(19,4), `<f>_currency` varchar(3) |
  * | date      | string `YYYY-MM-DD`    | string \| null       | date                          |
  * | timestamp | Timestamp (Date)       | Date \| null         | timestamptz                   |
- * | bool      | bool                   | boolean              | boolean default false         |
+ * | bool      | bool (`optional bool` with `default`) | boolean; `default: true` when unset on create | boolean default false (or the `default`) |
  * | enum      | a proto enum           | lower-case name without the enum's prefix \| null (`ACCOUNT_TYPE_CUSTOMER` → `customer`; 0 = null) | text |
  * | ref       | string (uuid)          | string \| null; must name a live record of the caller's organization (`to` = entity name) | uuid + FK |
  * | owner     | string                 | string; default the caller; decides who may write | text |
  * | address   | PostalAddress          | Address \| null      | `<f>_street` … `<f>_country`  |
  * | tags      | repeated string        | string[] (uuids)     | uuid[]                        |
  * | json      | Struct                 | object \| null       | jsonb                         |
+ * | strings   | repeated string        | string[] (at most `max` items of at most `itemMax` characters, trimmed, non-empty) | text[] default '{}' |
+ * | value     | google.protobuf.Value  | any JSON value \| null (JSON null = absent) | jsonb                   |
  *
  * Options of every kind: `filter` (exact-match list filter, same-named list-request field),
  * `search` (matched by the list's `q`), `unique: '<CODE>'` (unique among live records; the 409
- * code), `description` (OpenAPI).
+ * code), `caseInsensitive` (with `unique` on a text field: values equal but for case collide —
+ * "VIP" and "vip" — through a unique index on `lower(column)`; stored as given), `description` (OpenAPI).
  */
-export type FieldSpec = { description?: string; filter?: boolean; search?: boolean; unique?: string } & (
-  | { kind: 'text'; max: number; required?: boolean; blank?: ''; format?: 'domain' | 'phone' }
+export type FieldSpec = { description?: string; filter?: boolean; search?: boolean; unique?: string; caseInsensitive?: boolean } & (
+  | {
+      kind: 'text';
+      max: number;
+      required?: boolean;
+      blank?: '';
+      /**
+       * Checked and stored canonical (schemas.ts): `domain` lower-cased domain name; `phone` E.164
+       * (libphonenumber-js); `url` absolute http(s) URL; `language` BCP 47 tag; `timezone` IANA zone;
+       * `country` ISO 3166-1 alpha-2. Not with `required`/`blank`.
+       */
+      format?: 'domain' | 'phone' | 'url' | 'language' | 'timezone' | 'country';
+      /**
+       * Output only: the text as the caller typed it for the `phone` field named here (E.164 loses
+       * the caller's spacing and extension formatting; the original is kept beside it). Written by
+       * the kit whenever that field is written; input for it is ignored.
+       */
+      originalOf?: string;
+    }
   | { kind: 'int'; min?: number; max?: number }
   | { kind: 'decimal'; precision: number; scale: number }
   | { kind: 'enum'; values: Record<string, number> }
@@ -39,11 +59,20 @@ export type FieldSpec = { description?: string; filter?: boolean; search?: boole
   | { kind: 'money' }
   | { kind: 'date' }
   | { kind: 'timestamp' }
-  | { kind: 'bool' }
+  | {
+      kind: 'bool';
+      /**
+       * The value when a create leaves the field unset (default false). Only `true` needs saying,
+       * and it needs an `optional bool` proto field: a plain proto3 bool cannot tell unset from false.
+       */
+      default?: boolean;
+    }
   | { kind: 'owner' }
   | { kind: 'address' }
   | { kind: 'tags' }
   | { kind: 'json' }
+  | { kind: 'strings'; max: number; itemMax: number }
+  | { kind: 'value' }
 );
 
 /** Money (architecture "Data rules"): decimal string amount + ISO 4217 code. */
@@ -67,25 +96,27 @@ type Of<K extends FieldSpec['kind']> = Extract<FieldSpec, { kind: K }>;
  * The declarations that fit a proto field of TypeScript type `P` (as ts-proto renders it, without
  * `undefined`): a wrong kind does not compile. An enum field must name its own proto enum.
  */
-export type FieldFor<P> = [P] extends [string]
-  ? Of<'text' | 'email' | 'decimal' | 'date' | 'ref' | 'owner'>
-  : [P] extends [boolean]
-    ? Of<'bool'>
-    : [P] extends [number]
-      ? number extends P
-        ? Of<'int'>
-        : Omit<Of<'enum'>, 'values'> & { values: Record<string, P> }
-      : [P] extends [ProtoMoney]
-        ? Of<'money'>
-        : [P] extends [PostalAddress]
-          ? Of<'address'>
-          : [P] extends [Date]
-            ? Of<'timestamp'>
-            : [P] extends [string[]]
-              ? Of<'tags'>
-              : [P] extends [Record<string, unknown>]
-                ? Of<'json'>
-                : never;
+export type FieldFor<P> = 0 extends 1 & P
+  ? Of<'value'> // ts-proto renders google.protobuf.Value as `any`
+  : [P] extends [string]
+    ? Of<'text' | 'email' | 'decimal' | 'date' | 'ref' | 'owner'>
+    : [P] extends [boolean]
+      ? Of<'bool'>
+      : [P] extends [number]
+        ? number extends P
+          ? Of<'int'>
+          : Omit<Of<'enum'>, 'values'> & { values: Record<string, P> }
+        : [P] extends [ProtoMoney]
+          ? Of<'money'>
+          : [P] extends [PostalAddress]
+            ? Of<'address'>
+            : [P] extends [Date]
+              ? Of<'timestamp'>
+              : [P] extends [string[]]
+                ? Of<'tags' | 'strings'>
+                : [P] extends [Record<string, unknown>]
+                  ? Of<'json'>
+                  : never;
 
 /**
  * A field table for proto message `M`: one declaration per message field except `id` and `audit`,
@@ -118,13 +149,15 @@ export type ValueOf<F> = F extends { kind: 'text'; required: true } | { kind: 't
           ? Date | null
           : F extends { kind: 'bool' }
             ? boolean
-            : F extends { kind: 'tags' }
+            : F extends { kind: 'tags' } | { kind: 'strings' }
               ? string[]
-              : F extends { kind: 'json' }
-                ? Record<string, unknown> | null
-                : F extends { kind: 'enum'; values: infer E }
-                  ? EnumNames<E> | null
-                  : string | null;
+              : F extends { kind: 'value' }
+                ? unknown
+                : F extends { kind: 'json' }
+                  ? Record<string, unknown> | null
+                  : F extends { kind: 'enum'; values: infer E }
+                    ? EnumNames<E> | null
+                    : string | null;
 
 /** The values of a whole field table. */
 export type ValuesOf<T extends Record<string, FieldSpec>> = { -readonly [K in keyof T]: ValueOf<T[K]> };
@@ -168,7 +201,7 @@ export function fromProto(spec: FieldSpec, proto: unknown): unknown {
     case 'int':
       return typeof proto === 'number' ? proto : null;
     case 'bool':
-      return proto === true;
+      return typeof proto === 'boolean' ? proto : (spec.default ?? false);
     case 'timestamp':
       return proto instanceof Date ? proto : null;
     case 'enum':
@@ -182,9 +215,12 @@ export function fromProto(spec: FieldSpec, proto: unknown): unknown {
       return a ? Object.fromEntries(ADDRESS_PARTS.map((p) => [p, str(a[p])])) : null;
     }
     case 'tags':
+    case 'strings':
       return Array.isArray(proto) ? proto.filter((t) => typeof t === 'string') : [];
     case 'json':
       return typeof proto === 'object' && proto !== null && !Array.isArray(proto) ? proto : null;
+    case 'value':
+      return proto ?? null;
     default:
       return str(proto); // email, decimal, date, ref
   }
@@ -196,10 +232,13 @@ export function toProto(spec: FieldSpec, value: unknown): unknown {
     case 'int':
     case 'timestamp':
     case 'json':
+    case 'value':
       return value ?? undefined;
     case 'bool':
-      return value === true;
+      // null = unset, so that the service applies the declared default (create)
+      return spec.default !== undefined && (value === null || value === undefined) ? undefined : value === true;
     case 'tags':
+    case 'strings':
       return Array.isArray(value) ? value : [];
     case 'enum':
       return typeof value === 'string' ? enumNumber(spec, value) : 0;

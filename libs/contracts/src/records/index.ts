@@ -2,3 +2,4 @@
 export * from './fields.ts';
 export * from './schemas.ts';
 export * from './record.ts';
+export * from './custom-fields.ts';

@@ -10,6 +10,9 @@ export interface MessageCodec {
   decode(input: Uint8Array): object;
 }
 
+/** Keycloak realm roles of the suite (architecture "Tenancy and identity"), as a record's `writeRoles` names them. */
+export type RecordRole = 'crm-admin' | 'crm-manager' | 'crm-rep' | 'crm-viewer';
+
 /**
  * One aggregate, declared once: names, the gRPC service with the five record calls, the three
  * event messages and the field table. Everything else — REST schemas and mapping, the MikroORM
@@ -20,7 +23,8 @@ export interface MessageCodec {
  *   requests/responses carry the record as field `<name>`, lists as `<plural>` + `nextPageToken`;
  * - events `crm.<domain>.<name>.created|updated|deleted` with messages `{ <name> }`,
  *   `{ <name>, changedFields, changes }` and `{ <name>Id }`;
- * - table `<name>` (snake_case) in the service's schema; REST path `/api/v1/<plural>`.
+ * - table `<name>` (snake_case) in the service's schema; REST path `/api/v1/<plural>` (kebab-case:
+ *   `tagRules` → `/api/v1/tag-rules`).
  */
 export interface RecordDeclaration<M = unknown, F extends Record<string, FieldSpec> = Record<string, FieldSpec>> {
   /** Aggregate name, camelCase singular (`company`, `salesTeam`). */
@@ -33,9 +37,21 @@ export interface RecordDeclaration<M = unknown, F extends Record<string, FieldSp
   softDelete: boolean;
   /** ts-proto grpc-js service definition holding the five calls. */
   service: ServiceDefinition;
-  /** `{ <name> }`, `{ <name>, changedFields, changes: FieldChange[] }`, `{ <name>Id }`. */
-  events: { created: MessageCodec; updated: MessageCodec; deleted: MessageCodec };
+  /**
+   * `{ <name> }`, `{ <name>, changedFields, changes: FieldChange[] }`, `{ <name>Id }`; further
+   * kinds (snake_case, e.g. `status_changed`) are events the service's hooks emit besides them
+   * (subject `crm.<domain>.<name>.<kind>`, message `crm.events.v1.<Name><Kind>`).
+   */
+  events: { created: MessageCodec; updated: MessageCodec; deleted: MessageCodec } & { [kind: string]: MessageCodec };
   fields: F;
+  /**
+   * Realm roles that may create, change and delete these records. Default: crm-admin, crm-manager
+   * and crm-rep (ownership then decided by an `owner` field, if any). Configuration aggregates
+   * (custom fields, tags) name `['crm-admin']`. Enforced at both edges: the gateway's write routes
+   * answer 403, and the record service refuses with PERMISSION_DENIED `NOT_ALLOWED` (a gRPC caller
+   * cannot bypass it). Reads stay open to every role.
+   */
+  writeRoles?: readonly RecordRole[];
   /** Phantom: the proto message the table was checked against. */
   readonly message?: M;
 }

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { Decimal } from 'decimal.js';
 import { companyRecord } from './company.record.ts';
 import { contactRecord } from './contact.record.ts';
-import { fieldSchema, formatAmount, fromProto, moneySchema, toProto, type FieldSpec } from './index.ts';
+import { e164, fieldSchema, formatAmount, fromProto, moneySchema, toProto, type FieldSpec } from './index.ts';
 
 const parse = (spec: FieldSpec, value: unknown) => fieldSchema(spec).safeParse(value);
 const fieldsOf = (r: ReturnType<typeof parse>) => (r.success ? [] : r.error.issues.map((i) => i.path.join('.')));
@@ -89,5 +89,47 @@ describe('the kit rules', () => {
         }
       }),
     );
+  });
+});
+
+describe('text formats', () => {
+  const parseAs = (format: Extract<FieldSpec, { kind: 'text' }>['format'], value: unknown) => fieldSchema({ kind: 'text', max: 2048, format }).safeParse(value);
+
+  it('accept phone numbers in international format of a possible length, unchanged (the service stores E.164)', () => {
+    expect(parseAs('phone', ' +1 (415) 555-0100 ')).toEqual({ success: true, data: '+1 (415) 555-0100' });
+    expect(e164('+1 (415) 555-0100')).toBe('+14155550100');
+    expect(e164('+49 30 1234567')).toBe('+49301234567');
+    for (const bad of ['+1 555 0100', '(415) 555-0100', '0049 30 1234567', '+', 'call me', '+1 415 555 0100 ext'])
+      expect({ bad, ok: parseAs('phone', bad).success }).toEqual({ bad, ok: false });
+    expect(parseAs('phone', '')).toEqual({ success: true, data: null });
+    expect(parseAs('phone', null)).toEqual({ success: true, data: null });
+  });
+
+  it('store URLs, language tags, time zones and countries canonical', () => {
+    expect(parseAs('url', 'https://Acme.com')).toEqual({ success: true, data: 'https://acme.com/' });
+    expect(parseAs('language', 'en-us')).toEqual({ success: true, data: 'en-US' });
+    expect(parseAs('timezone', 'europe/berlin')).toEqual({ success: true, data: 'Europe/Berlin' });
+    expect(parseAs('country', 'de')).toEqual({ success: true, data: 'DE' });
+    for (const [format, bad] of [
+      ['url', 'ftp://acme.com'],
+      ['url', 'acme.com'],
+      ['language', 'english!'],
+      ['timezone', 'Mars/Olympus_Mons'],
+      ['country', 'XX'],
+      ['country', 'DEU'],
+    ] as const) {
+      expect({ format, bad, ok: parseAs(format, bad).success }).toEqual({ format, bad, ok: false });
+    }
+  });
+
+  it('never throw on any string, and whatever they accept they accept again unchanged (canonical is a fixed point)', () => {
+    for (const format of ['url', 'language', 'timezone', 'country', 'phone'] as const) {
+      fc.assert(
+        fc.property(fc.string({ maxLength: 60 }), (text) => {
+          const once = parseAs(format, text);
+          if (once.success && typeof once.data === 'string') expect(parseAs(format, once.data)).toEqual(once);
+        }),
+      );
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { parsePhoneNumberFromString } from 'libphonenumber-js';
 import { z } from 'zod';
 import { assertNever, enumNames, formatAmount, isBlankText, type FieldSpec, type Money } from './fields.ts';
 
@@ -11,8 +12,73 @@ import { assertNever, enumNames, formatAmount, isBlankText, type FieldSpec, type
 // instead of failing at the database or being silently replaced.
 const storable = (s: z.ZodString) => s.refine((v) => !v.includes('\u0000') && v.isWellFormed(), 'must not contain NUL characters or unpaired surrogates');
 
-// Dialable characters: optional +, digits with spaces, dots, dashes, parentheses.
-const PHONE = /^\+?[0-9 ().-]{5,30}$/;
+/** The number a phone text stands for, when it is in international format and of a possible length. */
+const parsePhone = (text: string) => (/^\+[0-9 ().-]{4,40}$/.test(text) ? parsePhoneNumberFromString(text) : undefined);
+
+/**
+ * The suite's one phone rule: a number in international format (`+` and the country calling code;
+ * spaces, dots, dashes and parentheses allowed), of a length possible for its country
+ * (libphonenumber-js, Google's libphonenumber metadata). Numbers in national format are refused:
+ * which country they belong to is not known here. The text passes unchanged — the owning service
+ * stores {@link e164} of it and keeps the text as typed (see FieldSpec `originalOf`).
+ */
+export const phoneSchema = phoneRule();
+
+// a new schema per field: one zod instance used by two fields would become a nameless shared
+// definition in the OpenAPI document
+function phoneRule(): z.ZodString {
+  return z.string().refine((text) => parsePhone(text)?.isPossible() === true, 'must be a phone number in international format such as +1 415 555 0100');
+}
+
+/** E.164 form of a text {@link phoneSchema} accepted (`+1 (415) 555-0100` → `+14155550100`); throws otherwise. */
+export function e164(text: string): string {
+  const phone = parsePhone(text);
+  if (!phone?.isPossible()) throw new Error(`not a phone number in international format: ${text}`);
+  return phone.number;
+}
+
+/** `fallback: 'none'`: undefined for a code that names no region. */
+const REGIONS = new Intl.DisplayNames(['en'], { type: 'region', fallback: 'none' });
+
+/** Canonical form of a text of each `format` (see FieldSpec), or undefined when it is not one. */
+const FORMATS: Record<'url' | 'language' | 'timezone' | 'country', { normalise(text: string): string | undefined; message: string; example: string }> = {
+  // absolute http(s) URL (WHATWG URL parser), as the parser serialises it
+  url: {
+    normalise: (text) => (URL.canParse(text) && /^https?:$/.test(new URL(text).protocol) ? new URL(text).href : undefined),
+    message: 'must be an absolute http(s) URL such as https://acme.com',
+    example: 'https://acme.com/',
+  },
+  // BCP 47 language tag, canonicalised by ECMA-402 (`en-us` → `en-US`)
+  language: {
+    normalise: (text) => {
+      try {
+        return Intl.getCanonicalLocales(text)[0];
+      } catch {
+        return undefined;
+      }
+    },
+    message: 'must be a BCP 47 language tag such as en-US',
+    example: 'en-US',
+  },
+  // IANA time zone (aliases accepted, stored canonical as ICU resolves them)
+  timezone: {
+    normalise: (text) => {
+      try {
+        return new Intl.DateTimeFormat('en', { timeZone: text }).resolvedOptions().timeZone;
+      } catch {
+        return undefined;
+      }
+    },
+    message: 'must be an IANA time zone such as Europe/Berlin',
+    example: 'Europe/Berlin',
+  },
+  // ISO 3166-1 alpha-2 region code that exists (ICU's list), upper-cased
+  country: {
+    normalise: (text) => (/^[A-Za-z]{2}$/.test(text) && REGIONS.of(text.toUpperCase()) ? text.toUpperCase() : undefined),
+    message: 'must be an ISO 3166-1 alpha-2 country code such as DE',
+    example: 'DE',
+  },
+};
 // RFC 1035 labels, at least one dot, no scheme or path.
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 
@@ -50,6 +116,15 @@ const part = (max: number) =>
 
 const EXAMPLE_ADDRESS = { street: 'Friedrichstraße 68', city: 'Berlin', region: null, postalCode: '10117', country: 'DE' };
 
+/**
+ * Any JSON value (the `value` kind): string, finite number, boolean, array or object (null = absent,
+ * see the nullable field schema). Not `z.json()`: its recursive schema has no OpenAPI component
+ * form; the parts of an array or object are JSON already (they arrive as JSON or proto Value).
+ */
+export const jsonValueSchema = z
+  .union([z.string(), z.number(), z.boolean(), z.array(z.unknown()), z.record(z.string(), z.unknown())])
+  .meta({ id: 'JsonValue', description: 'any JSON value' });
+
 /** Postal address; an address whose parts are all empty is no address (null). */
 export const addressSchema = z
   .strictObject({ street: part(200), city: part(100), region: part(100), postalCode: part(20), country: part(100) })
@@ -77,7 +152,23 @@ function inputOf(spec: FieldSpec): z.ZodType {
     case 'text': {
       let s = storable(z.string().trim().max(spec.max));
       if (spec.format === 'domain') s = s.toLowerCase().regex(DOMAIN, 'must be a domain name such as example.com');
-      if (spec.format === 'phone') s = s.regex(PHONE, 'must be a phone number such as +1 555 0100');
+      const format = spec.format;
+      if (format === 'phone' || (format && format !== 'domain')) {
+        // an empty text clears the field; anything else must be of the format, stored canonical
+        const canonical =
+          format === 'phone'
+            ? phoneRule()
+            : z.string().transform((text, ctx) => {
+                const value = FORMATS[format].normalise(text);
+                if (value !== undefined) return value;
+                ctx.addIssue({ code: 'custom', message: FORMATS[format].message });
+                return z.NEVER;
+              });
+        return s
+          .nullable()
+          .pipe(z.union([z.literal('').transform(() => null), z.null(), canonical]))
+          .transform((v) => v || null);
+      }
       if (isBlankText(spec)) return spec.required ? s.min(1, 'is required') : s;
       return s.nullable().transform((v) => v || null);
     }
@@ -101,6 +192,8 @@ function inputOf(spec: FieldSpec): z.ZodType {
       return z.boolean();
     case 'tags':
       return z.array(z.uuid()).max(100);
+    case 'strings':
+      return z.array(storable(z.string().trim().min(1, 'must not be empty').max(spec.itemMax))).max(spec.max);
     case 'timestamp':
       return z.coerce.date().nullable();
     default:
@@ -123,6 +216,8 @@ export function fieldOutputSchema(spec: FieldSpec): z.ZodType {
       return z.boolean();
     case 'tags':
       return z.array(z.uuid());
+    case 'strings':
+      return z.array(z.string());
     case 'timestamp':
       return z.iso.datetime().nullable();
     default:
@@ -131,7 +226,7 @@ export function fieldOutputSchema(spec: FieldSpec): z.ZodType {
 }
 
 /** The kinds whose input and output schemas are the same. */
-function valueSchema(spec: Exclude<FieldSpec, { kind: 'text' | 'int' | 'decimal' | 'owner' | 'bool' | 'tags' | 'timestamp' }>): z.ZodType {
+function valueSchema(spec: Exclude<FieldSpec, { kind: 'text' | 'int' | 'decimal' | 'owner' | 'bool' | 'tags' | 'strings' | 'timestamp' }>): z.ZodType {
   switch (spec.kind) {
     case 'email':
       return emailSchema;
@@ -147,6 +242,8 @@ function valueSchema(spec: Exclude<FieldSpec, { kind: 'text' | 'int' | 'decimal'
       return z.uuid();
     case 'json':
       return z.record(z.string(), z.unknown());
+    case 'value':
+      return jsonValueSchema;
     default:
       return assertNever(spec);
   }
@@ -171,7 +268,8 @@ export function fieldExample(key: string, spec: FieldSpec): unknown {
   switch (spec.kind) {
     case 'text':
       if (spec.format === 'domain') return 'acme.com';
-      if (spec.format === 'phone') return '+1 555 0100';
+      if (spec.format === 'phone') return '+14155550100';
+      if (spec.format) return FORMATS[spec.format].example;
       return exampleText(key, spec.max);
     case 'email':
       return 'ada.lovelace@example.com';
@@ -201,6 +299,10 @@ export function fieldExample(key: string, spec: FieldSpec): unknown {
       return [EXAMPLE_RECORD_ID];
     case 'json':
       return { source: 'import' };
+    case 'strings':
+      return ['Gold', 'Silver'];
+    case 'value':
+      return 'Gold';
     default:
       return assertNever(spec);
   }

@@ -56,7 +56,7 @@ describe('internal tokens', () => {
     expect(await verifier.verify(token, COMPANIES)).toEqual({ organizationId: ORG, userId: 'user-1', roles: ['crm-rep'] });
   });
 
-  it('are signed once per caller and audience and reused by the caller\'s later requests', async () => {
+  it("are signed once per caller and audience and reused by the caller's later requests", async () => {
     const signer = createInternalTokenSigner(trusted.privateKey);
     const ctx = context();
     const first = await signer.tokenFor(ctx, COMPANIES);
@@ -65,7 +65,11 @@ describe('internal tokens', () => {
     expect(await signer.tokenFor(nextRequest, COMPANIES)).toBe(first);
     expect(await signer.tokenFor(ctx, ANALYTICS)).not.toBe(first);
     // anything that changes who calls gets its own token
-    for (const other of [{ ...ctx, userId: 'user-2' }, { ...ctx, organizationId: OTHER_ORG }, { ...ctx, roles: ['crm-admin' as const] }]) {
+    for (const other of [
+      { ...ctx, userId: 'user-2' },
+      { ...ctx, organizationId: OTHER_ORG },
+      { ...ctx, roles: ['crm-admin' as const] },
+    ]) {
       const token = await signer.tokenFor(other, COMPANIES);
       expect(token).not.toBe(first);
       expect(await verifier.verify(token, COMPANIES)).toEqual({ organizationId: other.organizationId, userId: other.userId, roles: other.roles });
@@ -113,10 +117,7 @@ describe('internal tokens', () => {
     const cases: [string, Promise<string>][] = [
       ['expired', forge(key, kid, { iat: now - 120, exp: now - 60 })],
       ['long-lived', forge(key, kid, { exp: now + 3600 })],
-      [
-        'unsigned',
-        Promise.resolve(new UnsecuredJWT({ org: ORG, roles: [], sub: 'u' }).setAudience(COMPANIES).setIssuedAt().setExpirationTime('1m').encode()),
-      ],
+      ['unsigned', Promise.resolve(new UnsecuredJWT({ org: ORG, roles: [], sub: 'u' }).setAudience(COMPANIES).setIssuedAt().setExpirationTime('1m').encode())],
       ['plain JWT type', forge(key, kid, {}, { typ: 'JWT' })],
       ['organization not a UUID', forge(key, kid, { org: "1' or '1'='1" })],
       ['no user', forge(key, kid, { sub: '' })],

@@ -1,6 +1,7 @@
 import { DecimalType, EntitySchema } from '@mikro-orm/core';
 import { isBlankText, pascalCase, snakeCase, type Address, type FieldSpec, type Money, type RecordDeclaration, type ValuesOf } from '@crm/contracts';
-import { tenantFilter } from '../persistence/database.ts';
+import { quoteIdent, tenantFilter } from '../persistence/database.ts';
+import { searchExpression } from './search.ts';
 
 /** Columns every record table has besides its declared fields (architecture "Data rules"). */
 export interface SystemColumns {
@@ -71,9 +72,13 @@ export function recordEntityNamed(name: string): EntitySchema<StoredRow> {
  * - `<table>_org_idx` on (organization_id, id) — every list is organization-first, keyset by id;
  * - `filter` field → `<table>_<column>_idx` on (organization_id, column, id);
  * - `unique` field → unique `<table>_<column>_uq` on (organization_id, column) for non-null values;
+ *   with `caseInsensitive`, on (organization_id, lower(column)) — an expression index, which
+ *   MikroORM's schema diff compares by name only, so a test of the service checks its definition;
  * - `ref` field → foreign key `<table>_<column>_fkey` (on delete no action) and its index
  *   `<table>_<column>_ref_idx` on (column);
- * - `int` field with min/max → check `<table>_<column>_check`.
+ * - `int` field with min/max → check `<table>_<column>_check`;
+ * - `search` fields → `<table>_search_idx`, GIN trigram over their folded text (search.ts); the
+ *   migration needs `platformSearchMigration` before it.
  * Soft-deleted tables' indexes are partial (`where deleted_at is null`).
  */
 export function recordEntity(record: RecordDeclaration): EntitySchema<StoredRow> {
@@ -108,19 +113,37 @@ export function recordEntity(record: RecordDeclaration): EntitySchema<StoredRow>
       // checks the referencing rows through it instead of scanning the table
       entity.addIndex({ name: `${table}_${column}_ref_idx`, properties: [key] });
     } else {
-      const nullable = !['bool', 'owner', 'tags'].includes(spec.kind) && !isBlankText(spec);
+      const nullable = !['bool', 'owner', 'tags', 'strings'].includes(spec.kind) && !isBlankText(spec);
       const type = spec.kind === 'decimal' ? new DecimalType('string') : COLUMN[spec.kind];
-      const defaults = spec.kind === 'bool' ? { default: false } : spec.kind === 'tags' ? { default: '{}' } : {};
+      const defaults = spec.kind === 'bool' ? { default: spec.default ?? false } : spec.kind === 'tags' || spec.kind === 'strings' ? { default: [] } : {};
       entity.addProperty(key, type, { nullable, ...defaults, ...(spec.kind === 'decimal' ? { precision: spec.precision, scale: spec.scale } : {}) });
     }
     if (spec.filter) entity.addIndex({ name: `${table}_${column}_idx`, properties: ['organizationId', key, 'id'], where: live });
-    if (spec.unique) entity.addUnique({ name: `${table}_${column}_uq`, properties: ['organizationId', key], where: and(live, `${column} is not null`) });
+    if (spec.unique && spec.caseInsensitive) {
+      const where = and(live, `${column} is not null`);
+      entity.addUnique({
+        name: `${table}_${column}_uq`,
+        expression: (_, on, name) => `create unique index ${quoteIdent(name)} on ${String(on)} (organization_id, lower(${quoteIdent(column)})) where ${where}`,
+      });
+    } else if (spec.unique) {
+      entity.addUnique({ name: `${table}_${column}_uq`, properties: ['organizationId', key], where: and(live, `${column} is not null`) });
+    }
     if (spec.kind === 'int' && (spec.min !== undefined || spec.max !== undefined)) {
       const expression = and(spec.min === undefined ? undefined : `${column} >= ${spec.min}`, spec.max === undefined ? undefined : `${column} <= ${spec.max}`);
       entity.meta.checks.push({ name: `${table}_${column}_check`, property: key, expression: expression ?? '' });
     }
   }
   entity.addIndex({ name: `${table}_org_idx`, properties: ['organizationId', 'id'], where: live });
+  const searched = fields.filter(([, spec]) => spec.search).map(([key]) => key);
+  if (searched.length) {
+    // search.ts: the trigram index a list's `q` is answered from (compared by name in schema tests);
+    // built with the table's schema, where the platform search migration creates crm_fold
+    entity.addIndex({
+      name: `${table}_search_idx`,
+      expression: (_columns, t, name) =>
+        `create index ${name} on ${t.qualifiedName} using gin (${searchExpression(t.schema ?? 'public', searched)} public.gin_trgm_ops)${live ? ` where ${live}` : ''}`,
+    });
+  }
   entity.addProperty('createdAt', 'datetime');
   entity.addProperty('updatedAt', 'datetime');
   entity.addProperty('createdBy', 'text');
@@ -147,4 +170,6 @@ const COLUMN: Record<Exclude<FieldSpec['kind'], 'money' | 'address' | 'ref'>, st
   bool: 'boolean',
   tags: 'uuid[]',
   json: 'json',
+  strings: 'text[]',
+  value: 'json',
 };

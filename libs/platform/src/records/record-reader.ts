@@ -1,3 +1,4 @@
+import { searchExpression } from './search.ts';
 import type { EntityProperty, EntitySchema } from '@mikro-orm/core';
 import type pg from 'pg';
 import { quoteIdent, type Orm } from '../persistence/database.ts';
@@ -23,8 +24,9 @@ import type { StoredRow } from './record-entity.ts';
 export interface ReaderListQuery {
   /** property → value (already validated: only `filter` fields, non-empty). */
   filters: Record<string, unknown>;
-  /** `%…%` ILIKE pattern over the searched properties, if any. */
-  pattern?: string | undefined;
+  /** LIKE patterns of the search term (search.ts `searchPatterns`), matched against the folded searched text; none: no search. */
+  patterns?: readonly string[] | undefined;
+  /** The `search` properties, in declaration order (the order of the search index's expression). */
   searched: readonly string[];
   /** Keyset: ids greater than this one. */
   after?: string | undefined;
@@ -43,6 +45,7 @@ interface Column {
 export class RecordReader {
   readonly #orm: Orm;
   readonly #table: string;
+  readonly #schema: string;
   readonly #softDelete: boolean;
   readonly #scalars: { key: string; column: Column }[] = [];
   readonly #embedded: { key: string; parts: { key: string; column: Column }[] }[] = [];
@@ -58,7 +61,8 @@ export class RecordReader {
     if (!meta) throw new Error(`no metadata for ${entity.meta.className}`);
     this.#orm = orm;
     this.#softDelete = softDelete;
-    this.#table = `${quoteIdent(meta.schema ?? String(orm.config.get('schema')))}.${quoteIdent(meta.tableName)}`;
+    this.#schema = quoteIdent(meta.schema ?? String(orm.config.get('schema')));
+    this.#table = `${this.#schema}.${quoteIdent(meta.tableName)}`;
     this.#timezone = orm.em.getPlatform().getTimezone();
     const column = (prop: EntityProperty): Column => {
       const name = prop.fieldNames[0]!;
@@ -122,9 +126,9 @@ export class RecordReader {
       const c = this.#columns.get(key)!;
       where.push(`${c.sql} = ${param(c.prop.customType ? c.prop.customType.convertToDatabaseValue(value, this.#orm.em.getPlatform()) : value)}`);
     }
-    if (q.pattern !== undefined && q.searched.length > 0) {
-      const p = param(q.pattern);
-      where.push(`(${q.searched.map((k) => `${this.#columns.get(k)!.sql} ilike ${p}`).join(' or ')})`);
+    if (q.patterns?.length && q.searched.length > 0) {
+      const text = searchExpression(this.#schema, q.searched);
+      where.push(`(${q.patterns.map((p) => `${text} like ${this.#schema}.crm_fold(${param(p)})`).join(' or ')})`);
     }
     if (q.after !== undefined) where.push(`id > ${param(q.after)}`);
     const pool = await this.#nativePool();

@@ -9,6 +9,7 @@ import {
 } from '@mikro-orm/core';
 import pRetry from 'p-retry';
 import {
+  e164,
   fieldSchema,
   formatAmount,
   isBlankText,
@@ -27,6 +28,7 @@ import { keysetPageById } from '../persistence/cursor.ts';
 import { quoteIdent, requestEntityManager, type EntityManager, type Orm } from '../persistence/database.ts';
 import { isUuid, newId } from '../persistence/ids.ts';
 import { claimIdempotencyKey } from './idempotency.ts';
+import { searchPatterns } from './search.ts';
 import { recordEntityNamed, type RecordRow, type StoredRow } from './record-entity.ts';
 import { RecordReader } from './record-reader.ts';
 
@@ -40,13 +42,25 @@ type Fields = Record<string, FieldSpec>;
  */
 export const WRITE_ATTEMPTS = 3;
 
-/** What `beforeWrite` sees: the values after the write, which fields change, the stored row (updates only). */
+/**
+ * What `beforeWrite` sees: the values after the write, which fields change, the stored row
+ * (updates only). A hook may change `values` (e.g. add tags by rule): the kit diffs again after the
+ * hooks, so such changes are stored and reported in the `updated` event like the caller's own.
+ */
 export interface WriteContext<F extends Fields> {
   em: EntityManager;
   ctx: RequestContext;
   values: ValuesOf<F>;
   changed: ReadonlySet<keyof F & string>;
   existing: RecordRow<F> | undefined;
+  /**
+   * Adds an event of kind `kind` (a key of the declaration's `events`, e.g. `status_changed`:
+   * subject `crm.<domain>.<name>.<kind>`, message `crm.events.v1.<Name><Kind>`) to the write's
+   * transaction, after the `created`/`updated` event. `aggregateId` defaults to the record's id
+   * (another record of the same aggregate may be named, e.g. the contact that stopped being primary).
+   * `message` may be a function of the stored row, called after the flush (final version and times).
+   */
+  emit(kind: string, message: object | ((row: RecordRow<F>) => object), aggregateId?: string): void;
 }
 
 /** A record's real rules, as hooks. Throw {@link DomainError}s; everything conventional is the kit's. */
@@ -79,9 +93,14 @@ export function assertCanWrite(ctx: RequestContext, ownerId: string | undefined)
   throw new DomainError('permission_denied', 'NOT_ALLOWED', hasAnyRole(ctx, 'crm-rep') ? 'reps may only change records they own' : 'read-only role');
 }
 
-/** `%text%` for a case-insensitive substring match, with LIKE's `\\`, `%` and `_` escaped. */
-export function containsPattern(text: string): string {
-  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+/**
+ * A record's own write roles (`writeRoles` of its declaration, e.g. crm-admin only for
+ * configuration): the caller must hold one. Throws PERMISSION_DENIED (`NOT_ALLOWED`); records
+ * without `writeRoles` pass (ownership is then {@link assertCanWrite}'s).
+ */
+export function assertWriteRole(record: Pick<RecordDeclaration, 'name' | 'writeRoles'>, ctx: RequestContext): void {
+  if (!record.writeRoles || hasAnyRole(ctx, ...record.writeRoles)) return;
+  throw new DomainError('permission_denied', 'NOT_ALLOWED', `changing ${record.name} records requires one of the roles ${record.writeRoles.join(', ')}`);
 }
 
 /**
@@ -121,6 +140,7 @@ export class RecordService<F extends Fields> {
   /** Creates a record (owner defaults to the caller). Errors: 400, 403, 409, 422. */
   async create(input: RecordInput<F>): Promise<RecordRow<F>> {
     const ctx = requireContext();
+    assertWriteRole(this.record, ctx);
     const values = this.#normalise(input, this.#keys, undefined, ctx);
     for (const key of this.#owners) assertCanWrite(ctx, String(values[key]));
     return this.#write(async (em) => {
@@ -128,11 +148,12 @@ export class RecordService<F extends Fields> {
       const earlier = await claimIdempotencyKey(em, ctx, { [this.record.name]: values }, id);
       if (earlier) return { result: await this.#load(em, earlier, { filters: { live: false } }), events: () => [] };
       await this.#checkReferences(em, values, this.#keys);
-      await this.#hooks.beforeWrite?.({ em, ctx, values, changed: new Set(this.#keys), existing: undefined });
+      const extra = this.#extraEvents(id);
+      await this.#hooks.beforeWrite?.({ em, ctx, values, changed: new Set(this.#keys), existing: undefined, emit: extra.emit });
       const now = new Date();
       const system = { id, organizationId: ctx.organizationId, createdAt: now, updatedAt: now, createdBy: ctx.userId, version: 1 };
       const row = em.create(this.#entity, { ...values, ...system, ...(this.record.softDelete ? { deletedAt: null } : {}) }) as RecordRow<F>;
-      return { result: row, events: () => [this.#event('created', { [this.record.name]: this.toMessage(row) }, row.id)] };
+      return { result: row, events: () => [this.#event('created', { [this.record.name]: this.toMessage(row) }, row.id), ...extra.events(row)] };
     });
   }
 
@@ -160,14 +181,15 @@ export class RecordService<F extends Fields> {
       if (spec.kind === 'ref' && !isUuid(String(value))) return { items: [], nextCursor: undefined };
       filters[key] = value;
     }
-    const pattern = q.query && this.#searched.length ? containsPattern(q.query) : undefined;
+    const patterns = q.query && this.#searched.length ? searchPatterns(q.query) : undefined;
     const reader = this.#leanLists ? this.#reader : undefined;
     if (reader) {
-      const page = await keysetPageById(q, (after, limit) => reader.list(ctx.organizationId, { filters, pattern, searched: this.#searched, after, limit }));
+      const page = await keysetPageById(q, (after, limit) => reader.list(ctx.organizationId, { filters, patterns, searched: this.#searched, after, limit }));
       return { items: page.items as RecordRow<F>[], nextCursor: page.nextCursor };
     }
     const where: Record<string, unknown> = { ...filters };
-    if (pattern) where['$or'] = this.#searched.map((k) => ({ [k]: { $ilike: pattern } }));
+    // without the lean reader (an entity it cannot read): plain ILIKE per field, not accent-insensitive
+    if (patterns) where['$or'] = patterns.flatMap((p) => this.#searched.map((k) => ({ [k]: { $ilike: p } })));
     const em = requestEntityManager(this.#orm);
     const page = await keysetPageById(q, (after, limit) =>
       em.find(this.#entity, { ...where, ...(after ? { id: { $gt: after } } : {}) }, { orderBy: { id: 'asc' }, limit }),
@@ -178,25 +200,36 @@ export class RecordService<F extends Fields> {
   /** Writes the fields in `mask` (others untouched; null clears). A stale `expectedVersion` is VERSION_MISMATCH (412). */
   async update(id: string, input: RecordInput<F>, mask: readonly (keyof F & string)[], expectedVersion?: number): Promise<RecordRow<F>> {
     const ctx = requireContext();
+    assertWriteRole(this.record, ctx);
     return this.#write(async (em) => {
       const row = await this.#loadForWrite(em, id, expectedVersion, ctx);
       const before = this.toValues(row);
       const values = this.#normalise(input, mask, before, ctx);
-      const changed = new Set(this.#keys.filter((k) => JSON.stringify(jsonValue(before[k])) !== JSON.stringify(jsonValue(values[k]))));
-      for (const key of this.#owners) if (changed.has(key)) assertCanWrite(ctx, String(values[key]));
-      await this.#checkReferences(em, values, [...changed]);
-      await this.#hooks.beforeWrite?.({ em, ctx, values, changed, existing: row });
-      if (changed.size === 0) return { result: row, events: () => [] };
+      const diff = () => new Set(this.#keys.filter((k) => JSON.stringify(jsonValue(before[k])) !== JSON.stringify(jsonValue(values[k]))));
+      const requested = diff();
+      for (const key of this.#owners) if (requested.has(key)) assertCanWrite(ctx, String(values[key]));
+      await this.#checkReferences(em, values, [...requested]);
+      const extra = this.#extraEvents(row.id);
+      await this.#hooks.beforeWrite?.({ em, ctx, values, changed: requested, existing: row, emit: extra.emit });
+      // hooks may have changed values (rules): what is stored and reported is the final difference
+      const changed = diff();
+      if (changed.size === 0) return { result: row, events: () => extra.events(row) };
       em.assign(row as StoredRow, { ...Object.fromEntries([...changed].map((k) => [k, values[k]])), updatedAt: new Date() });
       const changes = [...changed].map((k) => ({ field: snakeCase(k), oldValue: jsonValue(before[k]), newValue: jsonValue(values[k]) }));
-      const message = { [this.record.name]: this.toMessage(row), changedFields: changes.map((c) => c.field), changes };
-      return { result: row, events: () => [this.#event('updated', message, row.id)] };
+      return {
+        result: row,
+        events: () => [
+          this.#event('updated', { [this.record.name]: this.toMessage(row), changedFields: changes.map((c) => c.field), changes }, row.id),
+          ...extra.events(row),
+        ],
+      };
     });
   }
 
   /** Deletes (soft, for soft-deleted records) after the version check, ownership and `beforeDelete`. */
   async delete(id: string, expectedVersion?: number): Promise<void> {
     const ctx = requireContext();
+    assertWriteRole(this.record, ctx);
     await this.#write(async (em) => {
       const row = await this.#loadForWrite(em, id, expectedVersion, ctx, 'delete');
       await this.#hooks.beforeDelete?.({ em, ctx, row });
@@ -269,11 +302,19 @@ export class RecordService<F extends Fields> {
         out[key] = base ? base[key] : ctx.userId;
         continue;
       }
+      if (spec.kind === 'text' && spec.originalOf) continue; // output only: set below from its phone field
       const parsed = fieldSchema(spec).safeParse(raw);
-      if (parsed.success) out[key] = parsed.data;
-      else violations.push(...parsed.error.issues.map((i) => ({ field: [key, ...i.path].join('.'), message: i.message })));
+      if (!parsed.success) violations.push(...parsed.error.issues.map((i) => ({ field: [key, ...i.path].join('.'), message: i.message })));
+      else if (spec.kind === 'text' && spec.format === 'phone' && typeof parsed.data === 'string') out[key] = e164(parsed.data);
+      else out[key] = parsed.data;
     }
     if (violations.length) throw new DomainError('invalid_argument', 'VALIDATION_FAILED', `invalid ${this.record.name}`, violations);
+    // a phone field written: its original text beside it (as typed, trimmed), or null with it
+    for (const [key, spec] of Object.entries(this.record.fields)) {
+      if (spec.kind !== 'text' || !spec.originalOf || !keys.includes(spec.originalOf)) continue;
+      const typed = input[spec.originalOf];
+      out[key] = typeof typed === 'string' && typed.trim() ? typed.trim().slice(0, spec.max) : null;
+    }
     return out as ValuesOf<F>;
   }
 
@@ -289,10 +330,29 @@ export class RecordService<F extends Fields> {
     }
   }
 
-  #event(kind: 'created' | 'updated' | 'deleted', message: object, aggregateId: string): PendingEvent {
+  /** The `emit` of a write's hooks and the events it collected (encoded once the row is flushed). */
+  #extraEvents(recordId: string): { emit: WriteContext<F>['emit']; events(row: RecordRow<F>): PendingEvent[] } {
+    const pending: { kind: string; message: object | ((row: RecordRow<F>) => object); aggregateId: string }[] = [];
+    return {
+      emit: (kind, message, aggregateId = recordId) => {
+        if (!this.record.events[kind]) throw new Error(`${this.record.name} declares no ${kind} event`);
+        pending.push({ kind, message, aggregateId });
+      },
+      events: (row) => pending.map((e) => this.#event(e.kind, typeof e.message === 'function' ? e.message(row) : e.message, e.aggregateId)),
+    };
+  }
+
+  #event(kind: string, message: object, aggregateId: string): PendingEvent {
     const r = this.record;
-    const data = r.events[kind].encode(message).finish();
-    return { subject: `crm.${r.domain}.${snakeCase(r.name)}.${kind}`, dataSchema: `crm.events.v1.${pascalCase(r.name)}${pascalCase(kind)}`, aggregateId, data };
+    const codec = r.events[kind];
+    if (!codec) throw new Error(`${r.name} declares no ${kind} event`);
+    const data = codec.encode(message).finish();
+    return {
+      subject: `crm.${r.domain}.${snakeCase(r.name)}.${kind}`,
+      dataSchema: `crm.events.v1.${pascalCase(r.name)}${kind.split('_').map(pascalCase).join('')}`,
+      aggregateId,
+      data,
+    };
   }
 
   /**
@@ -389,7 +449,7 @@ function storedValue(spec: FieldSpec, value: unknown): unknown {
 }
 
 function defaultOf(spec: FieldSpec): unknown {
-  return spec.kind === 'bool' ? false : spec.kind === 'tags' ? [] : isBlankText(spec) ? '' : null;
+  return spec.kind === 'bool' ? (spec.default ?? false) : spec.kind === 'tags' || spec.kind === 'strings' ? [] : isBlankText(spec) ? '' : null;
 }
 
 /** A value as JSON (dates as ISO 8601): for change detection and `FieldChange`. */

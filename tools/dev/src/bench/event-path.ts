@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import pg from 'pg';
-import { contactsEventsV1 } from '@crm/contracts';
+import { contactsEventsV1, contactsV1 } from '@crm/contracts';
 import {
   connectNats,
   createLogger,
@@ -55,7 +55,7 @@ function outboxRow(i: number, companies: string[], org: string): unknown[] {
   const companyId = update ? companies[i - 1]! : newId();
   if (!update) companies[i] = companyId;
   const now = new Date();
-  const company = {
+  const company = contactsV1.Company.fromPartial({
     id: companyId,
     name: `Bench ${i}`,
     domain: '',
@@ -66,7 +66,7 @@ function outboxRow(i: number, companies: string[], org: string): unknown[] {
     address: undefined,
     ownerId: 'bench',
     audit: { createTime: now, updateTime: now, createdBy: 'bench', version: update ? '2' : '1' },
-  };
+  });
   const subject = update ? 'crm.contacts.company.updated' : 'crm.contacts.company.created';
   const payload = update
     ? contactsEventsV1.CompanyUpdated.encode({ company, changedFields: ['industry'], changes: [] }).finish()

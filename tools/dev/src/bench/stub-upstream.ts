@@ -11,7 +11,7 @@ import { serverOptions } from '@crm/platform';
  * readiness on `http://127.0.0.1:<OPS_PORT>/readyz`.
  */
 const now = new Date('2026-01-01T00:00:00Z');
-const company: contactsV1.Company = {
+const company: contactsV1.Company = contactsV1.Company.fromPartial({
   id: '0190b4a0-0000-7000-8000-000000000001',
   name: 'Stub Company',
   domain: 'stub.example',
@@ -22,7 +22,7 @@ const company: contactsV1.Company = {
   address: undefined,
   ownerId: 'stub-owner',
   audit: { createTime: now, updateTime: now, createdBy: 'stub-owner', version: '1' },
-};
+});
 
 type Handler = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => void;
 const answer =

@@ -9,6 +9,56 @@ import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Value } from "../../../google/protobuf/struct.ts";
 import { Timestamp } from "../../../google/protobuf/timestamp.ts";
 
+/** Where a customer or lead came from (companies, contacts, leads). */
+export const LeadSource = {
+  LEAD_SOURCE_UNSPECIFIED: 0,
+  LEAD_SOURCE_WEBSITE: 1,
+  LEAD_SOURCE_REFERRAL: 2,
+  LEAD_SOURCE_COLD_CALL: 3,
+  LEAD_SOURCE_EVENT: 4,
+  LEAD_SOURCE_PARTNER: 5,
+  LEAD_SOURCE_ADVERTISEMENT: 6,
+  LEAD_SOURCE_IMPORT: 7,
+  LEAD_SOURCE_OTHER: 8,
+  UNRECOGNIZED: -1,
+} as const;
+
+export type LeadSource = typeof LeadSource[keyof typeof LeadSource];
+
+export namespace LeadSource {
+  export type LEAD_SOURCE_UNSPECIFIED = typeof LeadSource.LEAD_SOURCE_UNSPECIFIED;
+  export type LEAD_SOURCE_WEBSITE = typeof LeadSource.LEAD_SOURCE_WEBSITE;
+  export type LEAD_SOURCE_REFERRAL = typeof LeadSource.LEAD_SOURCE_REFERRAL;
+  export type LEAD_SOURCE_COLD_CALL = typeof LeadSource.LEAD_SOURCE_COLD_CALL;
+  export type LEAD_SOURCE_EVENT = typeof LeadSource.LEAD_SOURCE_EVENT;
+  export type LEAD_SOURCE_PARTNER = typeof LeadSource.LEAD_SOURCE_PARTNER;
+  export type LEAD_SOURCE_ADVERTISEMENT = typeof LeadSource.LEAD_SOURCE_ADVERTISEMENT;
+  export type LEAD_SOURCE_IMPORT = typeof LeadSource.LEAD_SOURCE_IMPORT;
+  export type LEAD_SOURCE_OTHER = typeof LeadSource.LEAD_SOURCE_OTHER;
+  export type UNRECOGNIZED = typeof LeadSource.UNRECOGNIZED;
+}
+
+/** How urgent a record is to its owner (companies, tasks). */
+export const Priority = {
+  PRIORITY_UNSPECIFIED: 0,
+  PRIORITY_LOW: 1,
+  PRIORITY_MEDIUM: 2,
+  PRIORITY_HIGH: 3,
+  PRIORITY_URGENT: 4,
+  UNRECOGNIZED: -1,
+} as const;
+
+export type Priority = typeof Priority[keyof typeof Priority];
+
+export namespace Priority {
+  export type PRIORITY_UNSPECIFIED = typeof Priority.PRIORITY_UNSPECIFIED;
+  export type PRIORITY_LOW = typeof Priority.PRIORITY_LOW;
+  export type PRIORITY_MEDIUM = typeof Priority.PRIORITY_MEDIUM;
+  export type PRIORITY_HIGH = typeof Priority.PRIORITY_HIGH;
+  export type PRIORITY_URGENT = typeof Priority.PRIORITY_URGENT;
+  export type UNRECOGNIZED = typeof Priority.UNRECOGNIZED;
+}
+
 /**
  * An amount of money: a decimal string (no binary floats) with its ISO 4217 currency code.
  * Example: { amount: "1250.00", currency: "EUR" } — the same shape as REST and the domain.

@@ -19,7 +19,73 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { FieldMask } from "../../../google/protobuf/field_mask.ts";
-import { AuditInfo, Money, PostalAddress } from "../../common/v1/common.ts";
+import { Struct } from "../../../google/protobuf/struct.ts";
+import { Timestamp } from "../../../google/protobuf/timestamp.ts";
+import { AuditInfo, LeadSource, Money, PostalAddress, Priority } from "../../common/v1/common.ts";
+
+/** The relationship of the company to the tenant. */
+export const AccountType = {
+  ACCOUNT_TYPE_UNSPECIFIED: 0,
+  ACCOUNT_TYPE_PROSPECT: 1,
+  ACCOUNT_TYPE_CUSTOMER: 2,
+  ACCOUNT_TYPE_PARTNER: 3,
+  ACCOUNT_TYPE_VENDOR: 4,
+  ACCOUNT_TYPE_COMPETITOR: 5,
+  ACCOUNT_TYPE_OTHER: 6,
+  UNRECOGNIZED: -1,
+} as const;
+
+export type AccountType = typeof AccountType[keyof typeof AccountType];
+
+export namespace AccountType {
+  export type ACCOUNT_TYPE_UNSPECIFIED = typeof AccountType.ACCOUNT_TYPE_UNSPECIFIED;
+  export type ACCOUNT_TYPE_PROSPECT = typeof AccountType.ACCOUNT_TYPE_PROSPECT;
+  export type ACCOUNT_TYPE_CUSTOMER = typeof AccountType.ACCOUNT_TYPE_CUSTOMER;
+  export type ACCOUNT_TYPE_PARTNER = typeof AccountType.ACCOUNT_TYPE_PARTNER;
+  export type ACCOUNT_TYPE_VENDOR = typeof AccountType.ACCOUNT_TYPE_VENDOR;
+  export type ACCOUNT_TYPE_COMPETITOR = typeof AccountType.ACCOUNT_TYPE_COMPETITOR;
+  export type ACCOUNT_TYPE_OTHER = typeof AccountType.ACCOUNT_TYPE_OTHER;
+  export type UNRECOGNIZED = typeof AccountType.UNRECOGNIZED;
+}
+
+export const CompanyStatus = {
+  COMPANY_STATUS_UNSPECIFIED: 0,
+  COMPANY_STATUS_ACTIVE: 1,
+  COMPANY_STATUS_INACTIVE: 2,
+  COMPANY_STATUS_PROSPECT: 3,
+  COMPANY_STATUS_CHURNED: 4,
+  UNRECOGNIZED: -1,
+} as const;
+
+export type CompanyStatus = typeof CompanyStatus[keyof typeof CompanyStatus];
+
+export namespace CompanyStatus {
+  export type COMPANY_STATUS_UNSPECIFIED = typeof CompanyStatus.COMPANY_STATUS_UNSPECIFIED;
+  export type COMPANY_STATUS_ACTIVE = typeof CompanyStatus.COMPANY_STATUS_ACTIVE;
+  export type COMPANY_STATUS_INACTIVE = typeof CompanyStatus.COMPANY_STATUS_INACTIVE;
+  export type COMPANY_STATUS_PROSPECT = typeof CompanyStatus.COMPANY_STATUS_PROSPECT;
+  export type COMPANY_STATUS_CHURNED = typeof CompanyStatus.COMPANY_STATUS_CHURNED;
+  export type UNRECOGNIZED = typeof CompanyStatus.UNRECOGNIZED;
+}
+
+/** How warm the relationship is. */
+export const Rating = {
+  RATING_UNSPECIFIED: 0,
+  RATING_COLD: 1,
+  RATING_WARM: 2,
+  RATING_HOT: 3,
+  UNRECOGNIZED: -1,
+} as const;
+
+export type Rating = typeof Rating[keyof typeof Rating];
+
+export namespace Rating {
+  export type RATING_UNSPECIFIED = typeof Rating.RATING_UNSPECIFIED;
+  export type RATING_COLD = typeof Rating.RATING_COLD;
+  export type RATING_WARM = typeof Rating.RATING_WARM;
+  export type RATING_HOT = typeof Rating.RATING_HOT;
+  export type UNRECOGNIZED = typeof Rating.UNRECOGNIZED;
+}
 
 /**
  * A company (account): an organization the tenant sells to. Companies form a hierarchy through
@@ -41,7 +107,47 @@ export interface Company {
     | undefined;
   /** Keycloak subject of the owning user (sales rep). */
   ownerId: string;
-  audit?: AuditInfo | undefined;
+  audit?:
+    | AuditInfo
+    | undefined;
+  /** Registered name, when it differs from the name used day to day. */
+  legalName: string;
+  /** Absolute http(s) URL. */
+  website: string;
+  /** E.164 (normalised from the text given, which is kept in phone_original). */
+  phone: string;
+  /** As typed; output only. */
+  phoneOriginal: string;
+  /** Lower-cased. */
+  email: string;
+  accountType: AccountType;
+  status: CompanyStatus;
+  priority: Priority;
+  rating: Rating;
+  source: LeadSource;
+  /** Company registration (trade register) number. */
+  registrationNumber: string;
+  /** Tax / VAT identification number. */
+  taxId: string;
+  /** Legal form or kind of business, e.g. "GmbH", "sole proprietor". */
+  businessType: string;
+  foundedYear?: number | undefined;
+  creditLimit?:
+    | Money
+    | undefined;
+  /** Days until an invoice is due. */
+  paymentTermsDays?: number | undefined;
+  description: string;
+  billingAddress?: PostalAddress | undefined;
+  shippingAddress?: PostalAddress | undefined;
+  lastContactedAt?: Date | undefined;
+  lastActivityAt?:
+    | Date
+    | undefined;
+  /** Ids of the organization's tags. */
+  tags: string[];
+  /** Values of the organization's custom fields for companies, by key. */
+  customFields?: { [key: string]: any } | undefined;
 }
 
 export interface CreateCompanyRequest {
@@ -70,6 +176,12 @@ export interface ListCompaniesRequest {
   query: string;
   industry: string;
   parentCompanyId: string;
+  accountType: AccountType;
+  status: CompanyStatus;
+  priority: Priority;
+  rating: Rating;
+  source: LeadSource;
+  ownerId: string;
 }
 
 export interface ListCompaniesResponse {
@@ -112,6 +224,29 @@ function createBaseCompany(): Company {
     address: undefined,
     ownerId: "",
     audit: undefined,
+    legalName: "",
+    website: "",
+    phone: "",
+    phoneOriginal: "",
+    email: "",
+    accountType: 0,
+    status: 0,
+    priority: 0,
+    rating: 0,
+    source: 0,
+    registrationNumber: "",
+    taxId: "",
+    businessType: "",
+    foundedYear: undefined,
+    creditLimit: undefined,
+    paymentTermsDays: undefined,
+    description: "",
+    billingAddress: undefined,
+    shippingAddress: undefined,
+    lastContactedAt: undefined,
+    lastActivityAt: undefined,
+    tags: [],
+    customFields: undefined,
   };
 }
 
@@ -146,6 +281,75 @@ export const Company: MessageFns<Company> = {
     }
     if (message.audit !== undefined) {
       AuditInfo.encode(message.audit, writer.uint32(82).fork()).join();
+    }
+    if (message.legalName !== "") {
+      writer.uint32(90).string(message.legalName);
+    }
+    if (message.website !== "") {
+      writer.uint32(98).string(message.website);
+    }
+    if (message.phone !== "") {
+      writer.uint32(106).string(message.phone);
+    }
+    if (message.phoneOriginal !== "") {
+      writer.uint32(114).string(message.phoneOriginal);
+    }
+    if (message.email !== "") {
+      writer.uint32(122).string(message.email);
+    }
+    if (message.accountType !== 0) {
+      writer.uint32(128).int32(message.accountType);
+    }
+    if (message.status !== 0) {
+      writer.uint32(136).int32(message.status);
+    }
+    if (message.priority !== 0) {
+      writer.uint32(144).int32(message.priority);
+    }
+    if (message.rating !== 0) {
+      writer.uint32(152).int32(message.rating);
+    }
+    if (message.source !== 0) {
+      writer.uint32(160).int32(message.source);
+    }
+    if (message.registrationNumber !== "") {
+      writer.uint32(170).string(message.registrationNumber);
+    }
+    if (message.taxId !== "") {
+      writer.uint32(178).string(message.taxId);
+    }
+    if (message.businessType !== "") {
+      writer.uint32(186).string(message.businessType);
+    }
+    if (message.foundedYear !== undefined) {
+      writer.uint32(192).int32(message.foundedYear);
+    }
+    if (message.creditLimit !== undefined) {
+      Money.encode(message.creditLimit, writer.uint32(202).fork()).join();
+    }
+    if (message.paymentTermsDays !== undefined) {
+      writer.uint32(208).int32(message.paymentTermsDays);
+    }
+    if (message.description !== "") {
+      writer.uint32(218).string(message.description);
+    }
+    if (message.billingAddress !== undefined) {
+      PostalAddress.encode(message.billingAddress, writer.uint32(226).fork()).join();
+    }
+    if (message.shippingAddress !== undefined) {
+      PostalAddress.encode(message.shippingAddress, writer.uint32(234).fork()).join();
+    }
+    if (message.lastContactedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastContactedAt), writer.uint32(242).fork()).join();
+    }
+    if (message.lastActivityAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastActivityAt), writer.uint32(250).fork()).join();
+    }
+    for (const v of message.tags) {
+      writer.uint32(258).string(v!);
+    }
+    if (message.customFields !== undefined) {
+      Struct.encode(Struct.wrap(message.customFields), writer.uint32(266).fork()).join();
     }
     return writer;
   },
@@ -243,6 +447,190 @@ export const Company: MessageFns<Company> = {
             message.audit = AuditInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.legalName = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.website = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.phone = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.phoneOriginal = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.email = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.accountType = reader.int32() as any;
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.priority = reader.int32() as any;
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.rating = reader.int32() as any;
+            continue;
+          }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.source = reader.int32() as any;
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.registrationNumber = reader.string();
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.taxId = reader.string();
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.businessType = reader.string();
+            continue;
+          }
+          case 24: {
+            if (tag !== 192) {
+              break;
+            }
+
+            message.foundedYear = reader.int32();
+            continue;
+          }
+          case 25: {
+            if (tag !== 202) {
+              break;
+            }
+
+            message.creditLimit = Money.decode(reader, reader.uint32());
+            continue;
+          }
+          case 26: {
+            if (tag !== 208) {
+              break;
+            }
+
+            message.paymentTermsDays = reader.int32();
+            continue;
+          }
+          case 27: {
+            if (tag !== 218) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 28: {
+            if (tag !== 226) {
+              break;
+            }
+
+            message.billingAddress = PostalAddress.decode(reader, reader.uint32());
+            continue;
+          }
+          case 29: {
+            if (tag !== 234) {
+              break;
+            }
+
+            message.shippingAddress = PostalAddress.decode(reader, reader.uint32());
+            continue;
+          }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.lastContactedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.lastActivityAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
+          case 33: {
+            if (tag !== 266) {
+              break;
+            }
+
+            message.customFields = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -276,6 +664,35 @@ export const Company: MessageFns<Company> = {
     message.audit = (object.audit !== undefined && object.audit !== null)
       ? AuditInfo.fromPartial(object.audit)
       : undefined;
+    message.legalName = object.legalName ?? "";
+    message.website = object.website ?? "";
+    message.phone = object.phone ?? "";
+    message.phoneOriginal = object.phoneOriginal ?? "";
+    message.email = object.email ?? "";
+    message.accountType = object.accountType ?? 0;
+    message.status = object.status ?? 0;
+    message.priority = object.priority ?? 0;
+    message.rating = object.rating ?? 0;
+    message.source = object.source ?? 0;
+    message.registrationNumber = object.registrationNumber ?? "";
+    message.taxId = object.taxId ?? "";
+    message.businessType = object.businessType ?? "";
+    message.foundedYear = object.foundedYear ?? undefined;
+    message.creditLimit = (object.creditLimit !== undefined && object.creditLimit !== null)
+      ? Money.fromPartial(object.creditLimit)
+      : undefined;
+    message.paymentTermsDays = object.paymentTermsDays ?? undefined;
+    message.description = object.description ?? "";
+    message.billingAddress = (object.billingAddress !== undefined && object.billingAddress !== null)
+      ? PostalAddress.fromPartial(object.billingAddress)
+      : undefined;
+    message.shippingAddress = (object.shippingAddress !== undefined && object.shippingAddress !== null)
+      ? PostalAddress.fromPartial(object.shippingAddress)
+      : undefined;
+    message.lastContactedAt = object.lastContactedAt ?? undefined;
+    message.lastActivityAt = object.lastActivityAt ?? undefined;
+    message.tags = object.tags?.map((e) => e) || [];
+    message.customFields = object.customFields ?? undefined;
     return message;
   },
 };
@@ -507,7 +924,19 @@ export const GetCompanyResponse: MessageFns<GetCompanyResponse> = {
 };
 
 function createBaseListCompaniesRequest(): ListCompaniesRequest {
-  return { pageSize: 0, pageToken: "", query: "", industry: "", parentCompanyId: "" };
+  return {
+    pageSize: 0,
+    pageToken: "",
+    query: "",
+    industry: "",
+    parentCompanyId: "",
+    accountType: 0,
+    status: 0,
+    priority: 0,
+    rating: 0,
+    source: 0,
+    ownerId: "",
+  };
 }
 
 export const ListCompaniesRequest: MessageFns<ListCompaniesRequest> = {
@@ -526,6 +955,24 @@ export const ListCompaniesRequest: MessageFns<ListCompaniesRequest> = {
     }
     if (message.parentCompanyId !== "") {
       writer.uint32(42).string(message.parentCompanyId);
+    }
+    if (message.accountType !== 0) {
+      writer.uint32(48).int32(message.accountType);
+    }
+    if (message.status !== 0) {
+      writer.uint32(56).int32(message.status);
+    }
+    if (message.priority !== 0) {
+      writer.uint32(64).int32(message.priority);
+    }
+    if (message.rating !== 0) {
+      writer.uint32(72).int32(message.rating);
+    }
+    if (message.source !== 0) {
+      writer.uint32(80).int32(message.source);
+    }
+    if (message.ownerId !== "") {
+      writer.uint32(90).string(message.ownerId);
     }
     return writer;
   },
@@ -583,6 +1030,54 @@ export const ListCompaniesRequest: MessageFns<ListCompaniesRequest> = {
             message.parentCompanyId = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.accountType = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.priority = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.rating = reader.int32() as any;
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.source = reader.int32() as any;
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.ownerId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -605,6 +1100,12 @@ export const ListCompaniesRequest: MessageFns<ListCompaniesRequest> = {
     message.query = object.query ?? "";
     message.industry = object.industry ?? "";
     message.parentCompanyId = object.parentCompanyId ?? "";
+    message.accountType = object.accountType ?? 0;
+    message.status = object.status ?? 0;
+    message.priority = object.priority ?? 0;
+    message.rating = object.rating ?? 0;
+    message.source = object.source ?? 0;
+    message.ownerId = object.ownerId ?? "";
     return message;
   },
 };
@@ -1080,6 +1581,18 @@ type DeepPartial<T> = T extends Builtin ? T
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000).toString();
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (globalThis.Number(t.seconds) || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
 
 interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

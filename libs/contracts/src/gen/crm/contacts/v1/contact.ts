@@ -19,7 +19,30 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { FieldMask } from "../../../google/protobuf/field_mask.ts";
-import { AuditInfo } from "../../common/v1/common.ts";
+import { Struct } from "../../../google/protobuf/struct.ts";
+import { Timestamp } from "../../../google/protobuf/timestamp.ts";
+import { AuditInfo, LeadSource } from "../../common/v1/common.ts";
+
+/** How a contact prefers to be reached. */
+export const ContactMethod = {
+  CONTACT_METHOD_UNSPECIFIED: 0,
+  CONTACT_METHOD_EMAIL: 1,
+  CONTACT_METHOD_PHONE: 2,
+  CONTACT_METHOD_SMS: 3,
+  CONTACT_METHOD_WHATSAPP: 4,
+  UNRECOGNIZED: -1,
+} as const;
+
+export type ContactMethod = typeof ContactMethod[keyof typeof ContactMethod];
+
+export namespace ContactMethod {
+  export type CONTACT_METHOD_UNSPECIFIED = typeof ContactMethod.CONTACT_METHOD_UNSPECIFIED;
+  export type CONTACT_METHOD_EMAIL = typeof ContactMethod.CONTACT_METHOD_EMAIL;
+  export type CONTACT_METHOD_PHONE = typeof ContactMethod.CONTACT_METHOD_PHONE;
+  export type CONTACT_METHOD_SMS = typeof ContactMethod.CONTACT_METHOD_SMS;
+  export type CONTACT_METHOD_WHATSAPP = typeof ContactMethod.CONTACT_METHOD_WHATSAPP;
+  export type UNRECOGNIZED = typeof ContactMethod.UNRECOGNIZED;
+}
 
 /** A contact: a person, usually working at a company. */
 export interface Contact {
@@ -29,13 +52,55 @@ export interface Contact {
   lastName: string;
   /** Lower-cased; unique among the organization's live contacts when set. */
   email: string;
-  /** As entered; E.164 recommended. */
+  /** E.164 (normalised from the text given, which is kept in phone_original). */
   phone: string;
   jobTitle: string;
   /** Empty when the contact is not linked to a company. */
   companyId: string;
   ownerId: string;
-  audit?: AuditInfo | undefined;
+  audit?:
+    | AuditInfo
+    | undefined;
+  /** As typed; output only. */
+  phoneOriginal: string;
+  /** E.164, like phone. */
+  mobile: string;
+  /** As typed; output only. */
+  mobileOriginal: string;
+  department: string;
+  /** The company's primary contact; at most one per company (making one primary unsets the other). */
+  isPrimary: boolean;
+  isDecisionMaker: boolean;
+  doNotCall: boolean;
+  emailOptOut: boolean;
+  preferredContactMethod: ContactMethod;
+  /** BCP 47 language tag, canonical (e.g. "en-US"). */
+  preferredLanguage: string;
+  /** IANA time zone (e.g. "Europe/Berlin"). */
+  timezone: string;
+  /** YYYY-MM-DD. */
+  dateOfBirth: string;
+  gender: string;
+  /** ISO 3166-1 alpha-2. */
+  nationality: string;
+  /**
+   * Consent per channel: {"newsletter": {"granted": true, "changedAt": "…"}, …} for newsletter,
+   * promotions, reminders and birthday_messages. Writes send booleans; the service stamps the time
+   * of each change.
+   */
+  marketingPreferences?:
+    | { [key: string]: any }
+    | undefined;
+  /** Profile URL or handle per network: {"linkedin": "https://…", "x": "@ada", …}. */
+  socialProfiles?: { [key: string]: any } | undefined;
+  source: LeadSource;
+  /** The contact who referred this one. */
+  referredById: string;
+  referralSource: string;
+  lastContactedAt?: Date | undefined;
+  lastActivityAt?: Date | undefined;
+  tags: string[];
+  customFields?: { [key: string]: any } | undefined;
 }
 
 export interface CreateContactRequest {
@@ -58,9 +123,13 @@ export interface ListContactsRequest {
   /** 1..200; 0 means the default (50). */
   pageSize: number;
   pageToken: string;
-  /** Case-insensitive substring of the name or email. */
+  /** Case- and accent-insensitive substring of the name, email, phone or mobile. */
   query: string;
   companyId: string;
+  preferredContactMethod: ContactMethod;
+  source: LeadSource;
+  referredById: string;
+  ownerId: string;
 }
 
 export interface ListContactsResponse {
@@ -97,6 +166,29 @@ function createBaseContact(): Contact {
     companyId: "",
     ownerId: "",
     audit: undefined,
+    phoneOriginal: "",
+    mobile: "",
+    mobileOriginal: "",
+    department: "",
+    isPrimary: false,
+    isDecisionMaker: false,
+    doNotCall: false,
+    emailOptOut: false,
+    preferredContactMethod: 0,
+    preferredLanguage: "",
+    timezone: "",
+    dateOfBirth: "",
+    gender: "",
+    nationality: "",
+    marketingPreferences: undefined,
+    socialProfiles: undefined,
+    source: 0,
+    referredById: "",
+    referralSource: "",
+    lastContactedAt: undefined,
+    lastActivityAt: undefined,
+    tags: [],
+    customFields: undefined,
   };
 }
 
@@ -128,6 +220,75 @@ export const Contact: MessageFns<Contact> = {
     }
     if (message.audit !== undefined) {
       AuditInfo.encode(message.audit, writer.uint32(74).fork()).join();
+    }
+    if (message.phoneOriginal !== "") {
+      writer.uint32(82).string(message.phoneOriginal);
+    }
+    if (message.mobile !== "") {
+      writer.uint32(90).string(message.mobile);
+    }
+    if (message.mobileOriginal !== "") {
+      writer.uint32(98).string(message.mobileOriginal);
+    }
+    if (message.department !== "") {
+      writer.uint32(106).string(message.department);
+    }
+    if (message.isPrimary !== false) {
+      writer.uint32(112).bool(message.isPrimary);
+    }
+    if (message.isDecisionMaker !== false) {
+      writer.uint32(120).bool(message.isDecisionMaker);
+    }
+    if (message.doNotCall !== false) {
+      writer.uint32(128).bool(message.doNotCall);
+    }
+    if (message.emailOptOut !== false) {
+      writer.uint32(136).bool(message.emailOptOut);
+    }
+    if (message.preferredContactMethod !== 0) {
+      writer.uint32(144).int32(message.preferredContactMethod);
+    }
+    if (message.preferredLanguage !== "") {
+      writer.uint32(154).string(message.preferredLanguage);
+    }
+    if (message.timezone !== "") {
+      writer.uint32(162).string(message.timezone);
+    }
+    if (message.dateOfBirth !== "") {
+      writer.uint32(170).string(message.dateOfBirth);
+    }
+    if (message.gender !== "") {
+      writer.uint32(178).string(message.gender);
+    }
+    if (message.nationality !== "") {
+      writer.uint32(186).string(message.nationality);
+    }
+    if (message.marketingPreferences !== undefined) {
+      Struct.encode(Struct.wrap(message.marketingPreferences), writer.uint32(194).fork()).join();
+    }
+    if (message.socialProfiles !== undefined) {
+      Struct.encode(Struct.wrap(message.socialProfiles), writer.uint32(202).fork()).join();
+    }
+    if (message.source !== 0) {
+      writer.uint32(208).int32(message.source);
+    }
+    if (message.referredById !== "") {
+      writer.uint32(218).string(message.referredById);
+    }
+    if (message.referralSource !== "") {
+      writer.uint32(226).string(message.referralSource);
+    }
+    if (message.lastContactedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastContactedAt), writer.uint32(234).fork()).join();
+    }
+    if (message.lastActivityAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastActivityAt), writer.uint32(242).fork()).join();
+    }
+    for (const v of message.tags) {
+      writer.uint32(250).string(v!);
+    }
+    if (message.customFields !== undefined) {
+      Struct.encode(Struct.wrap(message.customFields), writer.uint32(258).fork()).join();
     }
     return writer;
   },
@@ -217,6 +378,190 @@ export const Contact: MessageFns<Contact> = {
             message.audit = AuditInfo.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.phoneOriginal = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.mobile = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.mobileOriginal = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.department = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.isPrimary = reader.bool();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.isDecisionMaker = reader.bool();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.doNotCall = reader.bool();
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.emailOptOut = reader.bool();
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.preferredContactMethod = reader.int32() as any;
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.preferredLanguage = reader.string();
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.timezone = reader.string();
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.dateOfBirth = reader.string();
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.gender = reader.string();
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.nationality = reader.string();
+            continue;
+          }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.marketingPreferences = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 25: {
+            if (tag !== 202) {
+              break;
+            }
+
+            message.socialProfiles = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 26: {
+            if (tag !== 208) {
+              break;
+            }
+
+            message.source = reader.int32() as any;
+            continue;
+          }
+          case 27: {
+            if (tag !== 218) {
+              break;
+            }
+
+            message.referredById = reader.string();
+            continue;
+          }
+          case 28: {
+            if (tag !== 226) {
+              break;
+            }
+
+            message.referralSource = reader.string();
+            continue;
+          }
+          case 29: {
+            if (tag !== 234) {
+              break;
+            }
+
+            message.lastContactedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.lastActivityAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
+          case 32: {
+            if (tag !== 258) {
+              break;
+            }
+
+            message.customFields = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -245,6 +590,29 @@ export const Contact: MessageFns<Contact> = {
     message.audit = (object.audit !== undefined && object.audit !== null)
       ? AuditInfo.fromPartial(object.audit)
       : undefined;
+    message.phoneOriginal = object.phoneOriginal ?? "";
+    message.mobile = object.mobile ?? "";
+    message.mobileOriginal = object.mobileOriginal ?? "";
+    message.department = object.department ?? "";
+    message.isPrimary = object.isPrimary ?? false;
+    message.isDecisionMaker = object.isDecisionMaker ?? false;
+    message.doNotCall = object.doNotCall ?? false;
+    message.emailOptOut = object.emailOptOut ?? false;
+    message.preferredContactMethod = object.preferredContactMethod ?? 0;
+    message.preferredLanguage = object.preferredLanguage ?? "";
+    message.timezone = object.timezone ?? "";
+    message.dateOfBirth = object.dateOfBirth ?? "";
+    message.gender = object.gender ?? "";
+    message.nationality = object.nationality ?? "";
+    message.marketingPreferences = object.marketingPreferences ?? undefined;
+    message.socialProfiles = object.socialProfiles ?? undefined;
+    message.source = object.source ?? 0;
+    message.referredById = object.referredById ?? "";
+    message.referralSource = object.referralSource ?? "";
+    message.lastContactedAt = object.lastContactedAt ?? undefined;
+    message.lastActivityAt = object.lastActivityAt ?? undefined;
+    message.tags = object.tags?.map((e) => e) || [];
+    message.customFields = object.customFields ?? undefined;
     return message;
   },
 };
@@ -476,7 +844,16 @@ export const GetContactResponse: MessageFns<GetContactResponse> = {
 };
 
 function createBaseListContactsRequest(): ListContactsRequest {
-  return { pageSize: 0, pageToken: "", query: "", companyId: "" };
+  return {
+    pageSize: 0,
+    pageToken: "",
+    query: "",
+    companyId: "",
+    preferredContactMethod: 0,
+    source: 0,
+    referredById: "",
+    ownerId: "",
+  };
 }
 
 export const ListContactsRequest: MessageFns<ListContactsRequest> = {
@@ -492,6 +869,18 @@ export const ListContactsRequest: MessageFns<ListContactsRequest> = {
     }
     if (message.companyId !== "") {
       writer.uint32(34).string(message.companyId);
+    }
+    if (message.preferredContactMethod !== 0) {
+      writer.uint32(40).int32(message.preferredContactMethod);
+    }
+    if (message.source !== 0) {
+      writer.uint32(48).int32(message.source);
+    }
+    if (message.referredById !== "") {
+      writer.uint32(58).string(message.referredById);
+    }
+    if (message.ownerId !== "") {
+      writer.uint32(66).string(message.ownerId);
     }
     return writer;
   },
@@ -541,6 +930,38 @@ export const ListContactsRequest: MessageFns<ListContactsRequest> = {
             message.companyId = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.preferredContactMethod = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.source = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.referredById = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.ownerId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -562,6 +983,10 @@ export const ListContactsRequest: MessageFns<ListContactsRequest> = {
     message.pageToken = object.pageToken ?? "";
     message.query = object.query ?? "";
     message.companyId = object.companyId ?? "";
+    message.preferredContactMethod = object.preferredContactMethod ?? 0;
+    message.source = object.source ?? 0;
+    message.referredById = object.referredById ?? "";
+    message.ownerId = object.ownerId ?? "";
     return message;
   },
 };
@@ -1037,6 +1462,18 @@ type DeepPartial<T> = T extends Builtin ? T
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000).toString();
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (globalThis.Number(t.seconds) || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
 
 interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

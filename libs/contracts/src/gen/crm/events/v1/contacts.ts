@@ -6,8 +6,8 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import { FieldChange } from "../../common/v1/common.ts";
-import { Company } from "../../contacts/v1/company.ts";
+import { FieldChange, Priority } from "../../common/v1/common.ts";
+import { Company, CompanyStatus } from "../../contacts/v1/company.ts";
 import { Contact } from "../../contacts/v1/contact.ts";
 
 /** crm.contacts.company.created — the full company as stored. */
@@ -31,6 +31,23 @@ export interface CompanyDeleted {
   companyId: string;
 }
 
+/**
+ * crm.contacts.company.status_changed — besides `updated`, when the status changed (created with
+ * one: from is unspecified).
+ */
+export interface CompanyStatusChanged {
+  companyId: string;
+  from: CompanyStatus;
+  to: CompanyStatus;
+}
+
+/** crm.contacts.company.priority_changed — besides `updated`, when the priority changed. */
+export interface CompanyPriorityChanged {
+  companyId: string;
+  from: Priority;
+  to: Priority;
+}
+
 /** crm.contacts.contact.created */
 export interface ContactCreated {
   contact?: Contact | undefined;
@@ -41,6 +58,17 @@ export interface ContactUpdated {
   contact?: Contact | undefined;
   changedFields: string[];
   changes: FieldChange[];
+}
+
+/**
+ * crm.contacts.contact.primary_changed — the company's primary contact changed: contact_id became
+ * primary (empty when none is now) and previous_contact_id stopped being it (empty when there was
+ * none). The contacts' own `updated` events carry the is_primary change too.
+ */
+export interface ContactPrimaryChanged {
+  companyId: string;
+  contactId: string;
+  previousContactId: string;
 }
 
 /** crm.contacts.contact.deleted */
@@ -241,6 +269,164 @@ export const CompanyDeleted: MessageFns<CompanyDeleted> = {
   },
 };
 
+function createBaseCompanyStatusChanged(): CompanyStatusChanged {
+  return { companyId: "", from: 0, to: 0 };
+}
+
+export const CompanyStatusChanged: MessageFns<CompanyStatusChanged> = {
+  encode(message: CompanyStatusChanged, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.companyId !== "") {
+      writer.uint32(10).string(message.companyId);
+    }
+    if (message.from !== 0) {
+      writer.uint32(16).int32(message.from);
+    }
+    if (message.to !== 0) {
+      writer.uint32(24).int32(message.to);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompanyStatusChanged {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompanyStatusChanged();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.companyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.from = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.to = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CompanyStatusChanged>): CompanyStatusChanged {
+    return CompanyStatusChanged.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompanyStatusChanged>): CompanyStatusChanged {
+    const message = createBaseCompanyStatusChanged();
+    message.companyId = object.companyId ?? "";
+    message.from = object.from ?? 0;
+    message.to = object.to ?? 0;
+    return message;
+  },
+};
+
+function createBaseCompanyPriorityChanged(): CompanyPriorityChanged {
+  return { companyId: "", from: 0, to: 0 };
+}
+
+export const CompanyPriorityChanged: MessageFns<CompanyPriorityChanged> = {
+  encode(message: CompanyPriorityChanged, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.companyId !== "") {
+      writer.uint32(10).string(message.companyId);
+    }
+    if (message.from !== 0) {
+      writer.uint32(16).int32(message.from);
+    }
+    if (message.to !== 0) {
+      writer.uint32(24).int32(message.to);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompanyPriorityChanged {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompanyPriorityChanged();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.companyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.from = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.to = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CompanyPriorityChanged>): CompanyPriorityChanged {
+    return CompanyPriorityChanged.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompanyPriorityChanged>): CompanyPriorityChanged {
+    const message = createBaseCompanyPriorityChanged();
+    message.companyId = object.companyId ?? "";
+    message.from = object.from ?? 0;
+    message.to = object.to ?? 0;
+    return message;
+  },
+};
+
 function createBaseContactCreated(): ContactCreated {
   return { contact: undefined };
 }
@@ -375,6 +561,85 @@ export const ContactUpdated: MessageFns<ContactUpdated> = {
       : undefined;
     message.changedFields = object.changedFields?.map((e) => e) || [];
     message.changes = object.changes?.map((e) => FieldChange.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseContactPrimaryChanged(): ContactPrimaryChanged {
+  return { companyId: "", contactId: "", previousContactId: "" };
+}
+
+export const ContactPrimaryChanged: MessageFns<ContactPrimaryChanged> = {
+  encode(message: ContactPrimaryChanged, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.companyId !== "") {
+      writer.uint32(10).string(message.companyId);
+    }
+    if (message.contactId !== "") {
+      writer.uint32(18).string(message.contactId);
+    }
+    if (message.previousContactId !== "") {
+      writer.uint32(26).string(message.previousContactId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContactPrimaryChanged {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContactPrimaryChanged();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.companyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.contactId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.previousContactId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ContactPrimaryChanged>): ContactPrimaryChanged {
+    return ContactPrimaryChanged.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ContactPrimaryChanged>): ContactPrimaryChanged {
+    const message = createBaseContactPrimaryChanged();
+    message.companyId = object.companyId ?? "";
+    message.contactId = object.contactId ?? "";
+    message.previousContactId = object.previousContactId ?? "";
     return message;
   },
 };
