@@ -11,10 +11,14 @@ import {
   type ServiceHandle,
 } from '@crm/platform';
 import { z } from 'zod';
-import { CompanyEntity, companyService } from './company/company.service.ts';
-import { ContactEntity, contactService } from './contact/contact.service.ts';
+import { bindCompanyService } from './company/company.grpc.ts';
+import { CompanyEntity } from './company/company.service.ts';
+import { bindContactService } from './contact/contact.grpc.ts';
+import { ContactEntity } from './contact/contact.service.ts';
 import { CustomFieldEntity, customFieldService } from './custom-field/custom-field.service.ts';
 import { migrations } from './migrations/index.ts';
+import { bindSegmentService } from './segment/segment.grpc.ts';
+import { SegmentEntity, SegmentMemberEntity } from './segment/segment.service.ts';
 import { TagRuleEntity, tagRuleService } from './tag/tag-rule.service.ts';
 import { TagEntity, tagService } from './tag/tag.service.ts';
 
@@ -28,7 +32,13 @@ export type ContactsConfig = z.infer<typeof configSchema>;
  */
 export const contactsSchema = {
   schema: 'contacts',
-  entities: [...recordEntities(CompanyEntity, ContactEntity, TagEntity, TagRuleEntity, CustomFieldEntity), OutboxMessage, InboxEntry, IdempotentWrite],
+  entities: [
+    ...recordEntities(CompanyEntity, ContactEntity, TagEntity, TagRuleEntity, CustomFieldEntity, SegmentEntity),
+    SegmentMemberEntity,
+    OutboxMessage,
+    InboxEntry,
+    IdempotentWrite,
+  ],
   migrations,
 };
 
@@ -39,11 +49,12 @@ export function createContactsService(config: ContactsConfig = loadConfig(config
       name: 'contacts-svc',
       ...contactsSchema,
       grpc: ({ orm }) => [
-        bindRecordService(companyService(orm)),
-        bindRecordService(contactService(orm)),
+        bindCompanyService(orm),
+        bindContactService(orm),
         bindRecordService(tagService(orm)),
         bindRecordService(tagRuleService(orm)),
         bindRecordService(customFieldService(orm)),
+        bindSegmentService(orm),
       ],
     },
     config,

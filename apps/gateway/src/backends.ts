@@ -1,12 +1,14 @@
 import { Channel, type ChannelCredentials, type ClientOptions } from '@grpc/grpc-js';
-import { analyticsV1, companyRecord, contactRecord, customFieldRecord, tagRecord, tagRuleRecord } from '@crm/contracts';
+import { analyticsV1, companyRecord, contactRecord, customFieldRecord, tagRecord, segmentRecord, tagRuleRecord } from '@crm/contracts';
 import { channelOptions, insecure, signCallsOn, type InternalTokenSigner } from '@crm/platform';
 import type { GatewayConfig } from './config.ts';
 import { grpcHealthClient } from './grpc-health.ts';
 import type { IdempotencyStore } from './http/idempotency.ts';
 import type { Route } from './http/route.ts';
 import { analyticsRoutes } from './resources/analytics.ts';
+import { customerRoutes } from './resources/customer.routes.ts';
 import { recordRoutes } from './resources/record.resource.ts';
+import { segmentRoutes } from './resources/segment.routes.ts';
 
 /** A ts-proto grpc-js client class, e.g. `contactsV1.CompanyServiceClient`. */
 export type GrpcClientClass<T> = new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>) => T;
@@ -47,6 +49,9 @@ export const BACKENDS: readonly Backend[] = [
       ...recordRoutes(tagRecord, backend),
       ...recordRoutes(tagRuleRecord, backend),
       ...recordRoutes(customFieldRecord, backend),
+      ...recordRoutes(segmentRecord, backend),
+      ...segmentRoutes(backend),
+      ...customerRoutes(backend),
     ],
   },
   {

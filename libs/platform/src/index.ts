@@ -31,3 +31,4 @@ export * from './records/record-service.ts';
 export * from './records/record-grpc.ts';
 export * from './records/idempotency.ts';
 export * from './records/search.ts';
+export { RecordReader, type ReaderListQuery } from './records/record-reader.ts';

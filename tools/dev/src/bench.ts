@@ -1,4 +1,4 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pg from 'pg';
@@ -17,6 +17,7 @@ import { killAll, spawnApp, stopApps, waitUntilReady, type AppSpec, type Running
 import { fetchToken } from './seed.ts';
 import { measureConsumer, measureRawPublish, measureRawPull, measureRawSql, measureRelay, type EventPathInfra } from './bench/event-path.ts';
 import { cpuSecondsOf, describeMachine, memoryOf, type Machine } from './bench/machine.ts';
+import { listScenarios, loadSearchData, measureDeepPage, measureListScenarios, SEARCH_DATA } from './bench/search.ts';
 import { percentile, sleep } from './bench/stats.ts';
 import { int, ms, pct, renderTable, type Row } from './bench/table.ts';
 import { non2xxShare, requireWrk, rps, runWrk, shareOf, type WrkResult, type WrkRun } from './bench/wrk.ts';
@@ -32,7 +33,7 @@ import { non2xxShare, requireWrk, rps, runWrk, shareOf, type WrkResult, type Wrk
  * databases dropped, also on Ctrl-C. About 3 minutes.
  *
  * Options: `--only=<name,…>` runs some scenarios (hello, healthz, get16, get64, stub, post,
- * events, rawsql, projection, overload); `--cpu-prof` runs both gateways, contacts-svc and the consumer's analytics-svc with
+ * events, rawsql, projection, overload, search); `--cpu-prof` runs both gateways, contacts-svc and the consumer's analytics-svc with
  * `node --cpu-prof` (profiles in tmp/bench/prof/, written when they stop); `--hold` boots
  * everything, prints the URLs and a token and waits for Ctrl-C (to drive or profile by hand).
  * Needs wrk (Debian/Ubuntu: apt-get install -y wrk), PostgreSQL and nats-server as `npm start` does.
@@ -207,7 +208,7 @@ async function main(): Promise<void> {
   }
 
   // ── phase B: the processes ──
-  const needProcesses = ['hello', 'healthz', 'get16', 'get64', 'stub', 'post', 'rawsql', 'projection', 'overload'].some(wanted);
+  const needProcesses = ['hello', 'healthz', 'get16', 'get64', 'stub', 'post', 'rawsql', 'projection', 'overload', 'search'].some(wanted);
   if (!needProcesses) return;
   say('Starting the processes (private database and nats-server; logs in tmp/bench/logs/)…');
   const databaseUrl = await throwawayDatabase('crm_bench');
@@ -471,6 +472,44 @@ async function main(): Promise<void> {
       pass: undefined,
     });
   }
+  if (wanted('search')) await searchPhase(databaseUrl, gatewayUrl, await token(), org);
+}
+
+/**
+ * Issue 7: contact search, filtered lists and a deep page at a million contacts, through the
+ * gateway beside the bare SQL statement of each (loaded last: the data would slow the scenarios
+ * above down).
+ */
+async function searchPhase(databaseUrl: string, gatewayUrl: string, token: string, org: string): Promise<void> {
+  const tagId = randomUUID();
+  say(
+    `Search data: ${int(SEARCH_DATA.contacts)} contacts and ${int(SEARCH_DATA.companies)} companies (+ ${int(SEARCH_DATA.otherContacts)} contacts of another organization)…`,
+  );
+  const loadSeconds = await loadSearchData(databaseUrl, org, organizationIdOf('globex'), tagId);
+  say(`  loaded in ${loadSeconds.toFixed(0)} s`);
+  const figures = await measureListScenarios(databaseUrl, gatewayUrl, token, org, listScenarios(tagId), 40);
+  results['search'] = { loadSeconds, figures };
+  for (const f of figures) {
+    say(`  ${f.name}: API p50 ${ms(f.apiP50)} / p95 ${ms(f.apiP95)} ms; SQL p50 ${ms(f.sqlP50)} / p95 ${ms(f.sqlP95)} ms (${f.rows} rows)`);
+    const isSearch = f.name.startsWith('search');
+    rows.push({
+      figure: `contacts ${f.name}: API p50 / p95 (ms)`,
+      measured: `${ms(f.apiP50)} / ${ms(f.apiP95)}`,
+      baseline: `${ms(f.sqlP50)} / ${ms(f.sqlP95)} same SQL`,
+      target: isSearch ? 'p50 ≤ 1.5× SQL, p95 ≤ 50' : 'p95 ≤ 50',
+      pass: f.apiP95 <= 50 && (!isSearch || f.apiP50 <= 1.5 * f.sqlP50),
+    });
+  }
+  const deep = await measureDeepPage(gatewayUrl, token, 'name', 100, 20);
+  results['deepPage'] = deep;
+  say(`  page at row ${int(deep.depthRows)} (sort=name, 200 per page): p50 ${ms(deep.deepP50)} ms; page 1: ${ms(deep.firstP50)} ms`);
+  rows.push({
+    figure: `contacts sorted by name: page at row ${int(deep.depthRows)}, p50 (ms)`,
+    measured: ms(deep.deepP50),
+    baseline: `${ms(deep.firstP50)} page 1`,
+    target: '≤ 1.2× page 1',
+    pass: deep.deepP50 <= 1.2 * deep.firstP50,
+  });
 }
 
 /** ` (n % non-2xx)` when some answers were not 2xx. */

@@ -1,6 +1,6 @@
 import { companyRecord, toProto } from '@crm/contracts';
 import { DomainError, RecordService, recordEntity, requireContext, type EntityManager, type Orm } from '@crm/platform';
-import { applyCustomerRules } from '../customer/customer.write.ts';
+import { applyCustomerRules, customFieldConditions } from '../customer/customer.write.ts';
 import { assertNoHierarchyCycle } from './company.rules.ts';
 
 /** `contacts.company`, derived from {@link companyRecord}; GIN indexes for tag and custom-field containment. */
@@ -25,6 +25,7 @@ CompanyEntity.addIndex({
 export function companyService(orm: Orm): RecordService<typeof companyRecord.fields> {
   return new RecordService(orm, companyRecord, CompanyEntity, {
     hooks: {
+      listConditions: (list) => customFieldConditions('company', list),
       beforeWrite: async ({ em, ctx, values, changed, existing, emit }) => {
         await applyCustomerRules('company', { em, ctx, values, changed, existing });
         const fields = companyRecord.fields;

@@ -1,7 +1,7 @@
 import { contactRecord } from '@crm/contracts';
 import { DomainError, RecordService, recordEntity, requireContext, type EntityManager, type Orm, type RecordRow } from '@crm/platform';
 import { assertPlausibleBirthDate, marketingPreferences, socialProfiles } from '../customer/customer.rules.ts';
-import { applyCustomerRules } from '../customer/customer.write.ts';
+import { applyCustomerRules, customFieldConditions } from '../customer/customer.write.ts';
 import { assertHasAName } from './contact.rules.ts';
 
 type ContactFields = typeof contactRecord.fields;
@@ -36,6 +36,7 @@ ContactEntity.addUnique({
 export function contactService(orm: Orm): RecordService<ContactFields> {
   const service: RecordService<ContactFields> = new RecordService(orm, contactRecord, ContactEntity, {
     hooks: {
+      listConditions: (list) => customFieldConditions('contact', list),
       beforeWrite: async ({ em, ctx, values, changed, existing, emit }) => {
         await applyCustomerRules('contact', { em, ctx, values, changed, existing });
         if (changed.has('firstName') || changed.has('lastName')) assertHasAName(values.firstName, values.lastName);

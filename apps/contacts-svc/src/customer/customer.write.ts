@@ -1,5 +1,5 @@
-import { validateCustomFields } from '@crm/contracts';
-import { DomainError, type EntityManager, type RequestContext } from '@crm/platform';
+import { customFieldFilter, validateCustomFields } from '@crm/contracts';
+import { DomainError, type EntityManager, type FieldViolation, type RequestContext } from '@crm/platform';
 import { activeDefinitions } from '../custom-field/definitions.ts';
 import { tagsToAssign } from '../tag/tag-rules.apply.ts';
 import { distinctTags } from './customer.rules.ts';
@@ -50,4 +50,27 @@ export async function applyCustomerRules(object: 'company' | 'contact', write: C
     }
   }
   values.tags = tags;
+}
+
+/**
+ * The JSON containment condition of a list's custom-field filters (`cf.<key>=<text>`): each key must
+ * name a definition of the organization for `object` (400 naming `cf.<key>` otherwise) and the text
+ * must fit its type (`customFieldFilter`: numbers and booleans parsed, a multiselect matches records
+ * holding that option). All conditions must hold; served by the `custom_fields` GIN index.
+ */
+export async function customFieldConditions(
+  object: 'company' | 'contact',
+  list: { em: EntityManager; ctx: RequestContext; customFields: Readonly<Record<string, string>> },
+): Promise<{ key: string; value: object }[]> {
+  const definitions = await activeDefinitions(list.em, list.ctx.organizationId, object);
+  const contains: Record<string, unknown> = {};
+  const violations: FieldViolation[] = [];
+  for (const [key, raw] of Object.entries(list.customFields)) {
+    const definition = definitions.find((d) => d.key === key);
+    const filter = definition ? customFieldFilter(definition, raw) : { error: 'no such custom field' };
+    if ('error' in filter) violations.push({ field: `cf.${key}`, message: filter.error });
+    else Object.assign(contains, filter.contains);
+  }
+  if (violations.length) throw new DomainError('invalid_argument', 'INVALID_LIST_QUERY', 'invalid custom field filter', violations);
+  return [{ key: 'customFields', value: contains }];
 }

@@ -4,7 +4,9 @@ import { Migration20261121000400RecordsKitNames } from './Migration2026112100040
 import { Migration20261122000200ForeignKeyIndexes } from './Migration20261122000200_foreign_key_indexes.ts';
 import { Migration20261123000100CompanyContactFields } from './Migration20261123000100_company_contact_fields.ts';
 import { Migration20261123000200Tags } from './Migration20261123000200_tags.ts';
+import { Migration20261123000400ListIndexes } from './Migration20261123000400_list_indexes.ts';
 import { Migration20261123000300CustomFields } from './Migration20261123000300_custom_fields.ts';
+import { Migration20261123000500Segments } from './Migration20261123000500_segments.ts';
 
 /** Committed migrations of schema `contacts`, in order (explicit list: no folder scanning). */
 export const migrations = [
@@ -17,4 +19,6 @@ export const migrations = [
   { name: 'Migration20261123000100_company_contact_fields', class: Migration20261123000100CompanyContactFields },
   { name: 'Migration20261123000200_tags', class: Migration20261123000200Tags },
   { name: 'Migration20261123000300_custom_fields', class: Migration20261123000300CustomFields },
+  { name: 'Migration20261123000400_list_indexes', class: Migration20261123000400ListIndexes },
+  { name: 'Migration20261123000500_segments', class: Migration20261123000500Segments },
 ];

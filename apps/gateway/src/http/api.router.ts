@@ -5,6 +5,7 @@ import { authenticate, type TokenVerifier } from '../auth/keycloak.auth.ts';
 import { tenantContext } from '../auth/tenant.ts';
 import { problem, sendProblem } from './problem.ts';
 import { closeIfBodyUnread, utf8JsonBody } from './request-body.ts';
+import { utf8Query } from './query-string.ts';
 import { mountRoutes, type Route } from './route.ts';
 import type { LoadShedder } from './shedding.ts';
 
@@ -38,8 +39,11 @@ export interface ApiRouterOptions {
   shedding?: { shedder: LoadShedder; backends: readonly { name: string; routes: readonly Route[] }[] };
 }
 
-/** `companies` of `/companies/:id` (also `/companies:batch` → `companies:batch`): the segment naming the resource. */
-const firstSegment = (path: string): string => path.split('/', 2)[1] ?? '';
+/**
+ * `companies` of `/companies/:id`: the segment naming the resource, up to a colon — so a custom
+ * method (request `/companies:batch`, route `/companies\:batch`) is admitted as its resource.
+ */
+const firstSegment = (path: string): string => (path.split('/', 2)[1] ?? '').split(/\\?:/, 1)[0] ?? '';
 
 /** Headers of every API response: personal data is never stored by caches nor content-sniffed. */
 const apiHeaders: RequestHandler = (_req, res, next) => {
@@ -52,7 +56,7 @@ const apiHeaders: RequestHandler = (_req, res, next) => {
  * answer → load shedding, when configured (503 with `Retry-After` while the event loop lags, or
  * when the request's backend has no slot free within the short queue wait) → rate limit per
  * client IP (429) → bearer-token authentication (401, before any body is
- * read) → tenant context (400/403) → rate limit per tenant and user (429) → UTF-8 JSON body
+ * read) → tenant context (400/403) → rate limit per tenant and user (429) → query string of UTF-8 text without NUL (400) → UTF-8 JSON body
  * (1 MB; 400/413/415) → the routes → 404 problem for anything else. A 429 carries `Retry-After`
  * (seconds to the end of the window) and RateLimit headers (draft-ietf-httpapi-ratelimit-headers-08).
  * Errors not handled here go to the app's errorHandler — except those after a response has
@@ -118,6 +122,7 @@ export function apiRouter(options: ApiRouterOptions): Router {
       return `${ctx.organizationId}:${ctx.userId}`;
     }),
   );
+  api.use(utf8Query());
   api.use(utf8JsonBody(JSON_BODY_LIMIT));
   mountRoutes(api, options.routes);
   api.use((req, res) => sendProblem(res, problem(404, 'not-found', 'Not found', { detail: `no route ${req.method} ${req.originalUrl}` })));

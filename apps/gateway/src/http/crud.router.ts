@@ -2,6 +2,7 @@ import { EXAMPLE_RECORD_ID } from '@crm/contracts';
 import type { Role } from '@crm/platform';
 import { z } from 'zod';
 import { READ_ROLES, WRITE_ROLES } from '../auth/tenant.ts';
+import { batchRoute } from './batch.ts';
 import type { IdempotencyStore } from './idempotency.ts';
 import { defineRoute, json, jsonBody, noContent, type Route } from './route.ts';
 
@@ -47,8 +48,9 @@ function pascal(name: string): string {
 }
 
 /**
- * The five routes of a {@link CrudSpec} under `/api/v1/<plural>` (operationIds `list<Plural>`,
- * `create<Singular>`, `get…`, `update…`, `delete…`): strict JSON bodies (unknown fields → 400),
+ * The six routes of a {@link CrudSpec} under `/api/v1/<plural>` (operationIds `list<Plural>`,
+ * `create<Singular>`, `get…`, `update…`, `delete…`, and `batch<Plural>` for
+ * `POST /api/v1/<plural>:batch`, see batch.ts): strict JSON bodies (unknown fields → 400),
  * `Idempotency-Key` on POST, `ETag` on reads and writes, `Location` on create, `If-Match` on
  * PATCH and DELETE (stale → 412), a PATCH naming no field → 400, read roles for GET and
  * `writeRoles` for the rest.
@@ -139,5 +141,6 @@ export function crudRoutes<R extends { id: string; version: number }, C, P, Q>(
       problems: { '404': 'not found (or another organization’s)', '422': 'business rule violated (e.g. it still has dependents)' },
       handler: ({ params, expectedVersion }) => spec.remove(params.id, expectedVersion),
     }),
+    batchRoute(spec, { operationId: `batch${pascal(spec.plural)}`, schemaId: one, writeRoles }),
   ];
 }

@@ -195,10 +195,13 @@ function problemResponses(...sources: Partial<Record<ProblemStatus, string>>[]):
   });
 }
 
+/** A `:name` path parameter; an escaped colon (`/companies\:batch`, Express' literal `:`) is none. */
+const PATH_PARAM = /(?<!\\):(\w+)/g;
+
 /** Path parameters of the OpenAPI operation: from the schema, else every `:name` of the path as a string. */
 function pathParameters(path: string, schema: z.ZodType | undefined): JsonObject[] {
   if (schema) return parametersOf(schema, 'path');
-  return [...path.matchAll(/:(\w+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+  return [...path.matchAll(PATH_PARAM)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
 }
 
 /**
@@ -212,7 +215,7 @@ export function defineRoute<P = Record<string, string>, Q = Record<string, never
   const body: BodySpec<B> | undefined = def.body === undefined ? undefined : 'requestBody' in def.body ? def.body : jsonBody(def.body);
   if (def.idempotency && body?.kind === 'multipart') throw new Error(`${def.operationId}: Idempotency-Key cannot cover a streamed upload`);
   const declared = Object.keys(shapeOf(def.params));
-  const missing = def.params ? [...def.path.matchAll(/:(\w+)/g)].map((m) => m[1] ?? '').filter((name) => !declared.includes(name)) : [];
+  const missing = def.params ? [...def.path.matchAll(PATH_PARAM)].map((m) => m[1] ?? '').filter((name) => !declared.includes(name)) : [];
   if (missing.length) throw new Error(`${def.operationId}: path parameters without a schema field: ${missing.join(', ')}`);
 
   const run: RequestHandler = async (req, res) => {

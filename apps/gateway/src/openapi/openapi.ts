@@ -217,9 +217,9 @@ export function parametersOf(schema: z.ZodType | undefined, location: 'path' | '
   });
 }
 
-/** `/companies/:id` (Express, under /api/v1) → `/api/v1/companies/{id}` (OpenAPI). */
+/** `/companies/:id` (Express, under /api/v1) → `/api/v1/companies/{id}` (OpenAPI); an escaped colon is literal (`/companies\:batch` → `/api/v1/companies:batch`). */
 export function openApiPath(expressPath: string): string {
-  return `/api/v1${expressPath.replace(/:(\w+)/g, '{$1}')}`;
+  return `/api/v1${expressPath.replace(/\\:|:(\w+)/g, (_escaped, name?: string) => (name ? `{${name}}` : ':'))}`;
 }
 
 /** Every `$ref` in a JSON value. */

@@ -30,9 +30,19 @@ type Body = Record<string, unknown>;
  * `<Name>Patch` (every field optional, null clears), `<Name>` (the representation) and the list
  * query (`limit`, `cursor`, `q` when fields are searchable, one exact-match parameter per `filter`
  * field). Each field carries an example derived from its kind ({@link fieldExample}); the patch
- * body's example changes two fields.
+ * body's example changes two fields. Built once per declaration: the schemas carry OpenAPI
+ * component ids, and two instances under one id (another route reusing `<Name>`, a second gateway
+ * in the process) would make zod refuse the document ("Duplicate schema id").
  */
-export function recordSchemas(record: RecordDeclaration) {
+export function recordSchemas(record: RecordDeclaration): ReturnType<typeof buildRecordSchemas> {
+  let schemas = builtSchemas.get(record);
+  if (!schemas) builtSchemas.set(record, (schemas = buildRecordSchemas(record)));
+  return schemas;
+}
+
+const builtSchemas = new WeakMap<RecordDeclaration, ReturnType<typeof buildRecordSchemas>>();
+
+function buildRecordSchemas(record: RecordDeclaration) {
   const one = pascalCase(record.name);
   const fields = Object.entries(record.fields);
   const example = (key: string, spec: FieldSpec, schema: z.ZodType) => schema.meta({ examples: [fieldExample(key, spec)] });
@@ -43,7 +53,6 @@ export function recordSchemas(record: RecordDeclaration) {
         return [key, optional(spec) ? schema.optional() : schema];
       }),
     );
-  const searched = fields.filter(([, spec]) => spec.search).map(([key]) => key);
   // plain fields: neither unique (a 409 waiting to happen), nor references, nor the owner (rights)
   const patchExample = Object.fromEntries(
     fields
@@ -68,19 +77,104 @@ export function recordSchemas(record: RecordDeclaration) {
           .meta({ description: 'optimistic-locking version; the ETag is its quoted value', examples: [3] }),
       })
       .meta({ id: one, description: `a ${record.name} as served` }),
-    query: listQueryBase.extend({
-      ...(searched.length
-        ? {
-            q: z
-              .string()
-              .max(200)
-              .optional()
-              .describe(`case-insensitive substring of ${searched.join(', ')}`),
-          }
-        : {}),
-      ...Object.fromEntries(fields.filter(([, spec]) => spec.filter).map(([key, spec]) => [key, filterSchema(spec)])),
-    }),
+    query: listQuery(record),
   };
+}
+
+/** `createdAt` → `created` (range parameters `createdAfter` / `createdBefore`). */
+const rangeName = (key: string): string => key.replace(/At$/, '');
+
+/**
+ * The list query of a record: `limit`, `cursor`, `q` (search fields), one exact-match parameter per
+ * `filter` field (an address: `<key>City`, `<key>Country`), `sort` (`<name>` or `-<name>` of the
+ * declaration's sorts), `tags` (comma-separated ids) with `tagsMatch` any|all, time ranges
+ * `<time>After` (inclusive) / `<time>Before` (exclusive) for createdAt, updatedAt and each
+ * timestamp field, and — for records with `customFields` — `cf.<key>=<value>` conditions on custom
+ * fields (checked by the service against the definitions: 400 naming `cf.<key>`).
+ */
+function listQuery(record: RecordDeclaration): z.ZodType<Record<string, unknown>> {
+  const fields = Object.entries(record.fields);
+  const searched = fields.filter(([, spec]) => spec.search).map(([key]) => key);
+  const sorts = Object.keys(record.sorts ?? {});
+  const times = ['createdAt', 'updatedAt', ...fields.filter(([, spec]) => spec.kind === 'timestamp').map(([key]) => key)];
+  const instant = (what: string) => z.iso.datetime({ offset: true }).optional().describe(what);
+  const shape = listQueryBase.extend({
+    ...(searched.length
+      ? {
+          q: z
+            .string()
+            .max(200)
+            .optional()
+            .describe(`case- and accent-insensitive substring of ${searched.join(', ')}`),
+        }
+      : {}),
+    ...Object.fromEntries(
+      fields
+        .filter(([, spec]) => spec.filter)
+        .flatMap(([key, spec]) =>
+          spec.kind === 'address'
+            ? [
+                [`${key}City`, z.string().max(100).optional().describe(`${key} city, case-insensitive`)],
+                [`${key}Country`, z.string().max(100).optional().describe(`${key} country code`)],
+              ]
+            : [[key, filterSchema(spec)]],
+        ),
+    ),
+    ...(sorts.length
+      ? {
+          sort: z
+            .enum([...sorts, ...sorts.map((n) => `-${n}`)] as [string, ...string[]])
+            .optional()
+            .describe('order of the list; `-` for descending (default: creation order)'),
+        }
+      : {}),
+    ...(record.fields['tags']?.kind === 'tags'
+      ? {
+          tags: z.string().max(4000).optional().describe('comma-separated tag ids: records carrying any of them (all with tagsMatch=all)'),
+          tagsMatch: z.enum(['any', 'all']).optional(),
+        }
+      : {}),
+    ...Object.fromEntries(
+      times.flatMap((key) => [
+        [`${rangeName(key)}After`, instant(`only records whose ${key} is at or after this instant`)],
+        [`${rangeName(key)}Before`, instant(`only records whose ${key} is before this instant`)],
+      ]),
+    ),
+  });
+  if (record.fields['customFields']?.kind !== 'json') return shape;
+  // cf.<key>: one parameter per custom field, so not enumerable in the schema
+  return shape.catchall(z.string().max(1000)).superRefine((query, ctx) => {
+    for (const key of Object.keys(query)) {
+      if (!(key in shape.shape) && !/^cf\.[a-z][a-z0-9_]{0,62}$/.test(key)) ctx.addIssue({ code: 'custom', path: [key], message: 'unknown parameter' });
+    }
+  });
+}
+
+/** The list request fields of the kit's list conditions (record-grpc.ts `listConditions`) from a validated list query. */
+function listRequest(record: RecordDeclaration, q: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (typeof q['sort'] === 'string') out['orderBy'] = q['sort'].startsWith('-') ? `${snakeCase(q['sort'].slice(1))} desc` : snakeCase(q['sort']);
+  if (typeof q['tags'] === 'string')
+    out['tags'] = q['tags']
+      .split(',')
+      .map((t) => t.trim())
+      .filter(Boolean);
+  if (q['tagsMatch'] === 'all') out['tagsMatchAll'] = true;
+  const customFields = Object.fromEntries(
+    Object.entries(q)
+      .filter(([k, v]) => k.startsWith('cf.') && typeof v === 'string')
+      .map(([k, v]) => [k.slice(3), v]),
+  );
+  if (Object.keys(customFields).length) out['customFields'] = customFields;
+  for (const [key, value] of Object.entries(q)) {
+    if (/(After|Before)$/.test(key) && typeof value === 'string') out[key] = new Date(value);
+  }
+  for (const [key, spec] of Object.entries(record.fields)) {
+    if (spec.kind !== 'address' || !spec.filter) continue;
+    // always set: ts-proto's encoder writes an absent string field as "undefined"
+    for (const part of ['City', 'Country']) out[`${key}${part}`] = typeof q[`${key}${part}`] === 'string' ? q[`${key}${part}`] : '';
+  }
+  return out;
 }
 
 function filterSchema(spec: FieldSpec): z.ZodType {
@@ -90,8 +184,8 @@ function filterSchema(spec: FieldSpec): z.ZodType {
   return fieldSchema(spec).optional();
 }
 
-/** proto message → REST representation (dates as ISO 8601). */
-function toJson(record: RecordDeclaration, message: unknown): RecordJson {
+/** proto message → REST representation (dates as ISO 8601), as every read of the record answers it. */
+export function toJson(record: RecordDeclaration, message: unknown): RecordJson {
   if (typeof message !== 'object' || message === null) throw new Error(`the service returned no ${record.name}`);
   const m = message as Record<string, unknown>;
   const audit = (m['audit'] ?? {}) as { createTime?: Date; updateTime?: Date; createdBy?: string; version?: string };
@@ -128,8 +222,18 @@ export function recordResource(record: RecordDeclaration, client: Client, deadli
     create: async (body) => toJson(record, (await call(methods.create, { [record.name]: { id: '', ...valuesMessage(record, body) } }))[record.name]),
     get: async (id) => toJson(record, (await call(methods.get, { id }))[record.name]),
     list: async (q) => {
-      const request: Record<string, unknown> = { pageSize: q['limit'] ?? 0, pageToken: q['cursor'] ?? '', query: q['q'] ?? '' };
-      for (const [key, spec] of filters) request[key] = toProto(spec, q[key] ?? null);
+      // repeated and map fields must be present for ts-proto's encoder; unknown keys are ignored by it
+      const request: Record<string, unknown> = {
+        pageSize: q['limit'] ?? 0,
+        pageToken: q['cursor'] ?? '',
+        query: q['q'] ?? '',
+        orderBy: '',
+        tags: [],
+        tagsMatchAll: false,
+        customFields: {},
+        ...listRequest(record, q),
+      };
+      for (const [key, spec] of filters) if (spec.kind !== 'address') request[key] = toProto(spec, q[key] ?? null);
       const res = await call(methods.list, request);
       const items = Array.isArray(res[record.plural]) ? (res[record.plural] as unknown[]) : [];
       return {

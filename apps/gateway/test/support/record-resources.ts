@@ -1,5 +1,5 @@
 import { beforeAll } from '@jest/globals';
-import { contactsEventsV1, customFieldsEventsV1, tagsEventsV1 } from '@crm/contracts';
+import { contactsEventsV1, customFieldsEventsV1, segmentsEventsV1, tagsEventsV1 } from '@crm/contracts';
 import { describeRecordConformance, unique } from './conformance.ts';
 import type { TestSuite } from './suite.ts';
 
@@ -57,5 +57,14 @@ export function describeEveryRecordResource(suite: () => TestSuite): void {
     events: 'crm.contacts.custom_field',
     updated: customFieldsEventsV1.CustomFieldUpdated,
     record: 'customField',
+  });
+  describeRecordConformance(suite, {
+    path: '/api/v1/segments',
+    // a static segment: criteria (arrays inside) are covered by segments.int.spec.ts, see the note above
+    create: () => ({ name: unique('Segment'), object: 'company', kind: 'static', description: 'Key accounts' }),
+    patch: { name: 'Renamed segment', description: 'Strategic accounts' },
+    events: 'crm.contacts.segment',
+    updated: segmentsEventsV1.SegmentUpdated,
+    record: 'segment',
   });
 }

@@ -17,6 +17,7 @@ export const companyRecord = defineRecord<contactsV1.Company>()({
     status_changed: events.CompanyStatusChanged,
     priority_changed: events.CompanyPriorityChanged,
   },
+  sorts: { name: ['name'], createdAt: ['createdAt'], updatedAt: ['updatedAt'], lastContactedAt: ['lastContactedAt'] },
   fields: {
     name: { kind: 'text', max: 200, required: true, search: true },
     legalName: { kind: 'text', max: 200, description: 'registered name, when it differs from name' },
@@ -48,13 +49,13 @@ export const companyRecord = defineRecord<contactsV1.Company>()({
     creditLimit: { kind: 'money' },
     paymentTermsDays: { kind: 'int', min: 0, max: 3650, description: 'days until an invoice is due' },
     description: { kind: 'text', max: 10_000 },
-    address: { kind: 'address', description: 'head office' },
+    address: { kind: 'address', filter: true, description: 'head office; lists filter by its city and country' },
     billingAddress: { kind: 'address' },
     shippingAddress: { kind: 'address' },
     lastContactedAt: { kind: 'timestamp' },
     lastActivityAt: { kind: 'timestamp' },
     tags: { kind: 'tags', description: 'ids of the organization’s tags' },
     customFields: { kind: 'json', description: 'values of the organization’s custom fields for companies, by key (see /api/v1/custom-fields)' },
-    ownerId: { kind: 'owner', description: 'Keycloak user id of the owner; default: the caller' },
+    ownerId: { kind: 'owner', filter: true, description: 'Keycloak user id of the owner; default: the caller' },
   },
 });

@@ -19,6 +19,7 @@ export const contactRecord = defineRecord<contactV1.Contact>()({
     deleted: events.ContactDeleted,
     primary_changed: events.ContactPrimaryChanged,
   },
+  sorts: { name: ['lastName', 'firstName'], createdAt: ['createdAt'], updatedAt: ['updatedAt'], lastContactedAt: ['lastContactedAt'] },
   fields: {
     firstName: { kind: 'text', max: 100, blank: '', search: true },
     lastName: { kind: 'text', max: 100, blank: '', search: true },

@@ -52,6 +52,14 @@ export interface RecordDeclaration<M = unknown, F extends Record<string, FieldSp
    * cannot bypass it). Reads stay open to every role.
    */
   writeRoles?: readonly RecordRole[];
+  /**
+   * Orders lists may be sorted in (default: creation order): name → fields compared in turn, e.g.
+   * `{ name: ['lastName', 'firstName'], createdAt: ['createdAt'] }` (`createdAt`/`updatedAt` are
+   * the system columns). Text fields must be never-null (`required`/`blank`); timestamps may be
+   * null (they sort first ascending). REST `sort=<name>` or `-<name>`, proto `order_by` `<snake_name>
+   * [desc]`; keyset-paged on the fields + id, each served by index `<table>_<snake_name>_sort_idx`.
+   */
+  sorts?: Readonly<Record<string, readonly string[]>>;
   /** Phantom: the proto message the table was checked against. */
   readonly message?: M;
 }

@@ -60,3 +60,43 @@ export async function keysetPageById<T extends { id: string }>(
   const items = more ? rows.slice(0, limit) : rows;
   return { items, nextCursor: more ? encodeCursor({ id: items[items.length - 1]!.id }) : undefined };
 }
+
+/**
+ * The cursor of a sorted list page: sort name, the sort values of the last row (as Postgres
+ * prints them) and its id, as base64url JSON (`{ s, v, id }`; the default order `id`: `{ id }`).
+ * Opaque to clients.
+ */
+export function encodeListCursor(sort: string, values: readonly string[], id: string): string {
+  // the default order keeps the plain `{ id }` cursor of keysetPageById (the same pages, the same tokens)
+  if (sort === 'id' && values.length === 0) return encodeCursor({ id });
+  return Buffer.from(JSON.stringify({ s: sort, v: values, id })).toString('base64url');
+}
+
+/**
+ * Decodes {@link encodeListCursor}'s cursor for a list sorted by `sort` on `count` fields:
+ * INVALID_CURSOR when it does not decode, was made for another sort (a client switching the sort
+ * must start over), carries another number of values or a non-UUID id. The plain id cursors of
+ * {@link keysetPageById} (`{ id }`) are accepted for the default sort (`id`).
+ */
+export function decodeListCursor(token: string, sort: string, count: number): { values: string[]; id: string } {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    if (typeof value === 'object' && value !== null) {
+      const c = value as { s?: unknown; v?: unknown; id?: unknown };
+      const values = c.v === undefined && sort === 'id' ? [] : c.v;
+      if (
+        (c.s ?? 'id') === sort &&
+        Array.isArray(values) &&
+        values.length === count &&
+        values.every((v) => typeof v === 'string' && v.length <= 1000) &&
+        typeof c.id === 'string' &&
+        isUuid(c.id)
+      ) {
+        return { values: values as string[], id: c.id };
+      }
+    }
+  } catch {
+    // fall through to the error below
+  }
+  throw invalidCursor();
+}

@@ -77,6 +77,9 @@ export function recordEntityNamed(name: string): EntitySchema<StoredRow> {
  * - `ref` field → foreign key `<table>_<column>_fkey` (on delete no action) and its index
  *   `<table>_<column>_ref_idx` on (column);
  * - `int` field with min/max → check `<table>_<column>_check`;
+ * - each of the declaration's `sorts` → `<table>_<sort>_sort_idx` on
+ *   (organization_id, its columns, id) — a nullable timestamp as `coalesce(…, '-infinity')`;
+ * - `address` field with `filter` → `<table>_<column>_city_idx` (lower(city)) and `_country_idx`;
  * - `search` fields → `<table>_search_idx`, GIN trigram over their folded text (search.ts); the
  *   migration needs `platformSearchMigration` before it.
  * Soft-deleted tables' indexes are partial (`where deleted_at is null`).
@@ -118,7 +121,18 @@ export function recordEntity(record: RecordDeclaration): EntitySchema<StoredRow>
       const defaults = spec.kind === 'bool' ? { default: spec.default ?? false } : spec.kind === 'tags' || spec.kind === 'strings' ? { default: [] } : {};
       entity.addProperty(key, type, { nullable, ...defaults, ...(spec.kind === 'decimal' ? { precision: spec.precision, scale: spec.scale } : {}) });
     }
-    if (spec.filter) entity.addIndex({ name: `${table}_${column}_idx`, properties: ['organizationId', key, 'id'], where: live });
+    if (spec.filter && spec.kind === 'address') {
+      // lists filter an address by city (case-insensitive) and country
+      for (const [part, expression] of [
+        ['city', `lower(${column}_city)`],
+        ['country', `${column}_country`],
+      ] as const) {
+        entity.addIndex({
+          name: `${table}_${column}_${part}_idx`,
+          expression: (_c, t, name) => `create index ${name} on ${t.qualifiedName} (organization_id, ${expression}, id)${live ? ` where ${live}` : ''}`,
+        });
+      }
+    } else if (spec.filter) entity.addIndex({ name: `${table}_${column}_idx`, properties: ['organizationId', key, 'id'], where: live });
     if (spec.unique && spec.caseInsensitive) {
       const where = and(live, `${column} is not null`);
       entity.addUnique({
@@ -134,6 +148,17 @@ export function recordEntity(record: RecordDeclaration): EntitySchema<StoredRow>
     }
   }
   entity.addIndex({ name: `${table}_org_idx`, properties: ['organizationId', 'id'], where: live });
+  // one index per declared sort (record-reader.ts #sortExpression: nullable timestamps sort as -infinity)
+  for (const [name, keys] of Object.entries(record.sorts ?? {})) {
+    const columns = keys.map((k) => {
+      const spec = record.fields[k];
+      return spec?.kind === 'timestamp' ? `coalesce(${snakeCase(k)}, '-infinity'::timestamptz)` : snakeCase(k);
+    });
+    entity.addIndex({
+      name: `${table}_${snakeCase(name)}_sort_idx`,
+      expression: (_c, t, index) => `create index ${index} on ${t.qualifiedName} (organization_id, ${columns.join(', ')}, id)${live ? ` where ${live}` : ''}`,
+    });
+  }
   const searched = fields.filter(([, spec]) => spec.search).map(([key]) => key);
   if (searched.length) {
     // search.ts: the trigram index a list's `q` is answered from (compared by name in schema tests);

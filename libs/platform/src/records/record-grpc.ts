@@ -1,15 +1,16 @@
-import { fromProto, messageValues, recordMethods, snakeCase, type FieldSpec } from '@crm/contracts';
+import { fromProto, messageValues, recordMethods, snakeCase, type FieldSpec, type RecordDeclaration } from '@crm/contracts';
 import { DomainError } from '../errors.ts';
-import { bindHandlers, type ServiceBinding } from '../grpc/server.ts';
-import type { RecordInput, RecordService } from './record-service.ts';
+import { bindHandlers, type PlainHandler, type ServiceBinding } from '../grpc/server.ts';
+import type { RecordInput, RecordListQuery, RecordService } from './record-service.ts';
 
 /**
  * The gRPC edge of a record service: its five calls (`create<Name>`, `get<Name>`, `list<Plural>`,
  * `update<Name>`, `delete<Name>`) bound to the {@link RecordService}, proto ⇄ values through the
  * kit's one conversion. Update masks are proto field names (AIP-161); an unknown path or an empty
- * mask is INVALID_ARGUMENT (`INVALID_UPDATE_MASK`).
+ * mask is INVALID_ARGUMENT (`INVALID_UPDATE_MASK`). `extra` binds the service's further calls
+ * (e.g. `getCompanyHierarchy`) by ts-proto method name, so one binding serves the whole service.
  */
-export function bindRecordService<F extends Record<string, FieldSpec>>(service: RecordService<F>): ServiceBinding {
+export function bindRecordService<F extends Record<string, FieldSpec>>(service: RecordService<F>, extra: Record<string, PlainHandler> = {}): ServiceBinding {
   const r = service.record;
   const m = recordMethods(r);
   const byPath = new Map(Object.keys(r.fields).map((k) => [snakeCase(k), k]));
@@ -35,6 +36,7 @@ export function bindRecordService<F extends Record<string, FieldSpec>>(service: 
   const one = async (row: Parameters<typeof service.toMessage>[0]) => ({ [r.name]: service.toMessage(row) });
 
   return bindHandlers(r.service, {
+    ...extra,
     [m.create]: async (req) => one(await service.create(input(req[r.name]))),
     [m.get]: async (req) => one(await service.get(String(req['id'] ?? ''))),
     [m.list]: async (req) => {
@@ -48,6 +50,7 @@ export function bindRecordService<F extends Record<string, FieldSpec>>(service: 
         cursor: typeof req['pageToken'] === 'string' && req['pageToken'] ? req['pageToken'] : undefined,
         query: typeof req['query'] === 'string' && req['query'] ? req['query'] : undefined,
         filters,
+        ...listConditions(r, req),
       });
       return { [r.plural]: page.items.map((row) => service.toMessage(row)), nextPageToken: page.nextCursor ?? '' };
     },
@@ -61,4 +64,49 @@ export function bindRecordService<F extends Record<string, FieldSpec>>(service: 
       return {};
     },
   });
+}
+
+/** `last_contacted_at desc` → `{ name: 'lastContactedAt', desc: true }` (AIP-132 `order_by`). */
+function orderBy(text: unknown): RecordListQuery['sort'] {
+  if (typeof text !== 'string' || !text.trim()) return undefined;
+  const [field = '', direction = 'asc', ...rest] = text.trim().split(/\s+/);
+  if (rest.length || !['asc', 'desc'].includes(direction)) {
+    throw new DomainError('invalid_argument', 'INVALID_LIST_QUERY', `order_by ${text}: "<field>" or "<field> desc"`, [
+      { field: 'sort', message: 'a sort name, optionally descending' },
+    ]);
+  }
+  return { name: field.replace(/_([a-z])/g, (_m: string, c: string) => c.toUpperCase()), desc: direction === 'desc' };
+}
+
+/**
+ * The kit's list conditions from a list request, by the proto naming convention: `order_by`,
+ * `tags` + `tags_match_all`, `custom_fields` (map), `<time>_after` / `<time>_before` for
+ * created_at, updated_at and every `timestamp` field, `<address>_city` / `<address>_country` for
+ * `address` fields with `filter`. Fields a request message does not have are simply absent.
+ */
+function listConditions(r: RecordDeclaration, req: Record<string, unknown>): Partial<RecordListQuery> {
+  const times = ['createdAt', 'updatedAt', ...Object.keys(r.fields).filter((k) => r.fields[k]?.kind === 'timestamp')];
+  const ranges: Record<string, { after?: Date | undefined; before?: Date | undefined }> = {};
+  for (const key of times) {
+    const [after, before] = [req[`${key.replace(/At$/, '')}After`], req[`${key.replace(/At$/, '')}Before`]];
+    if (after instanceof Date || before instanceof Date)
+      ranges[key] = { after: after instanceof Date ? after : undefined, before: before instanceof Date ? before : undefined };
+  }
+  const addressParts: Record<string, string> = {};
+  for (const [key, spec] of Object.entries(r.fields)) {
+    if (spec.kind !== 'address' || !spec.filter) continue;
+    for (const part of ['city', 'country'] as const) {
+      const value = req[`${key}${part === 'city' ? 'City' : 'Country'}`];
+      if (typeof value === 'string' && value) addressParts[`${key}.${part}`] = value;
+    }
+  }
+  const customFields = req['customFields'];
+  return {
+    sort: orderBy(req['orderBy']),
+    tags: Array.isArray(req['tags']) ? req['tags'].filter((t): t is string => typeof t === 'string') : undefined,
+    tagsMatchAll: req['tagsMatchAll'] === true,
+    customFields: typeof customFields === 'object' && customFields !== null ? (customFields as Record<string, string>) : undefined,
+    ranges,
+    addressParts,
+  };
 }

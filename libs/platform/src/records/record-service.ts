@@ -24,7 +24,7 @@ import {
 import { hasAnyRole, requireContext, type RequestContext } from '../context.ts';
 import { DomainError, notFound, versionMismatch, type FieldViolation } from '../errors.ts';
 import { recordEvents, type PendingEvent } from '../messaging/event.ts';
-import { keysetPageById } from '../persistence/cursor.ts';
+import { decodeListCursor, encodeListCursor, keysetPageById, pageSize } from '../persistence/cursor.ts';
 import { quoteIdent, requestEntityManager, type EntityManager, type Orm } from '../persistence/database.ts';
 import { isUuid, newId } from '../persistence/ids.ts';
 import { claimIdempotencyKey } from './idempotency.ts';
@@ -69,14 +69,33 @@ export interface RecordHooks<F extends Fields> {
   beforeWrite?(write: WriteContext<F>): Promise<void> | void;
   /** Guards a delete (e.g. refuse while children exist). */
   beforeDelete?(del: { em: EntityManager; ctx: RequestContext; row: RecordRow<F> }): Promise<void> | void;
+  /**
+   * Turns a list's `customFields` conditions (key → text) into JSON containment conditions on a
+   * json field (`{ key: 'customFields', value: { size: 'xl' } }` → `custom_fields @> …`), after
+   * checking them (throw INVALID_ARGUMENT naming `cf.<key>`). Without it such a list is refused.
+   */
+  listConditions?(list: { em: EntityManager; ctx: RequestContext; customFields: Readonly<Record<string, string>> }): Promise<{ key: string; value: object }[]>;
 }
 
-/** A list request: paging, `query` over the `search` fields, exact-match `filters` on `filter` fields (empty = none). */
+/**
+ * A list request: paging, `query` over the `search` fields, exact-match `filters` on `filter`
+ * fields (empty = none), and the kit's further conditions, each optional: `sort` (a sort name of
+ * the declaration; `desc`), `tags` (any, or all with `tagsMatchAll`),
+ * `customFields` (key → text, turned into conditions by the `listConditions` hook), `ranges`
+ * (timestamp field or createdAt/updatedAt → after inclusive / before exclusive) and
+ * `addressParts` (`address.city` → value, case-insensitive, for address fields with `filter`).
+ */
 export interface RecordListQuery {
   pageSize?: number | undefined;
   cursor?: string | undefined;
   query?: string | undefined;
   filters?: Record<string, unknown>;
+  sort?: { name: string; desc: boolean } | undefined;
+  tags?: readonly string[] | undefined;
+  tagsMatchAll?: boolean | undefined;
+  customFields?: Readonly<Record<string, string>> | undefined;
+  ranges?: Readonly<Record<string, { after?: Date | undefined; before?: Date | undefined }>> | undefined;
+  addressParts?: Readonly<Record<string, string>> | undefined;
 }
 
 /** Field values as the caller sent them (null = clear, or the default on create). */
@@ -134,7 +153,8 @@ export class RecordService<F extends Fields> {
     this.#owners = this.#keys.filter((k) => record.fields[k]?.kind === 'owner');
     this.#searched = this.#keys.filter((k) => record.fields[k]?.search);
     this.#reader = RecordReader.of(orm, entity, record.softDelete);
-    this.#leanLists = this.#reader?.canQuery([...this.#keys.filter((k) => record.fields[k]?.filter), ...this.#searched]) ?? false;
+    this.#leanLists =
+      this.#reader?.canQuery([...this.#keys.filter((k) => record.fields[k]?.filter && record.fields[k]?.kind !== 'address'), ...this.#searched]) ?? false;
   }
 
   /** Creates a record (owner defaults to the caller). Errors: 400, 403, 409, 422. */
@@ -170,41 +190,115 @@ export class RecordService<F extends Fields> {
     return row as RecordRow<F>;
   }
 
-  /** One page of live records ordered by id (UUIDv7: creation order), keyset-paged. Errors: INVALID_PAGE_SIZE, INVALID_CURSOR. */
+  /**
+   * One page of live records, keyset-paged: ordered by id (UUIDv7: creation order) unless `sort`
+   * names one of the record's sorts (then by its fields and id), filtered by the query's
+   * conditions (see {@link RecordListQuery}). Errors: INVALID_PAGE_SIZE, INVALID_CURSOR (also a
+   * cursor of another sort), INVALID_ARGUMENT naming `sort`, a range or a custom field.
+   */
   async list(q: RecordListQuery): Promise<{ items: RecordRow<F>[]; nextCursor: string | undefined }> {
     const ctx = requireContext();
+    const none = { items: [], nextCursor: undefined };
     const filters: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(q.filters ?? {})) {
       const spec = this.record.fields[key];
       if (!spec?.filter || value === null || value === undefined || value === '') continue;
       // a reference filter that is not a uuid matches nothing (and must not reach Postgres as one)
-      if (spec.kind === 'ref' && !isUuid(String(value))) return { items: [], nextCursor: undefined };
+      if (spec.kind === 'ref' && !isUuid(String(value))) return none;
       filters[key] = value;
     }
     const patterns = q.query && this.#searched.length ? searchPatterns(q.query) : undefined;
+    const tags = (q.tags ?? []).filter((t) => t !== '');
+    if (tags.some((t) => !isUuid(t))) return none; // no record carries a tag id that is not a uuid
+    const sort = q.sort ? this.#sortOf(q.sort.name) : undefined;
+    const ranges = Object.entries(q.ranges ?? {}).map(([key, range]) => {
+      if (key !== 'createdAt' && key !== 'updatedAt' && this.record.fields[key]?.kind !== 'timestamp')
+        throw badList(key, 'not a time that lists can be limited by');
+      return { key, ...range };
+    });
+    const addressParts = Object.entries(q.addressParts ?? {}).map(([path, value]) => {
+      const [key = '', part = ''] = path.split('.');
+      if (this.record.fields[key]?.kind !== 'address' || !this.record.fields[key]?.filter || !['city', 'country'].includes(part))
+        throw badList(path, 'not an address part lists can be filtered by');
+      return { key, part, value };
+    });
+    const em = requestEntityManager(this.#orm);
+    const customFields = Object.keys(q.customFields ?? {}).length ? q.customFields! : undefined;
+    if (customFields && !this.#hooks.listConditions) throw badList('cf', `${this.record.plural} have no custom fields`);
+    const contains = customFields ? await this.#hooks.listConditions!({ em, ctx, customFields }) : [];
     const reader = this.#leanLists ? this.#reader : undefined;
     if (reader) {
-      const page = await keysetPageById(q, (after, limit) => reader.list(ctx.organizationId, { filters, patterns, searched: this.#searched, after, limit }));
-      return { items: page.items as RecordRow<F>[], nextCursor: page.nextCursor };
+      const limit = pageSize(q.pageSize);
+      const cursor = q.cursor ? decodeListCursor(q.cursor, sort?.name ?? 'id', sort?.keys.length ?? 0) : undefined;
+      const rows = await reader.list(ctx.organizationId, {
+        filters,
+        patterns,
+        searched: this.#searched,
+        tags: tags.length ? { ids: tags, all: q.tagsMatchAll === true } : undefined,
+        contains,
+        ranges,
+        addressParts,
+        sort: sort ? { keys: sort.keys, desc: q.sort!.desc } : undefined,
+        after: cursor,
+        limit: limit + 1,
+      });
+      const more = rows.length > limit;
+      const page = more ? rows.slice(0, limit) : rows;
+      const last = page[page.length - 1];
+      return {
+        items: page.map((r) => r.row) as RecordRow<F>[],
+        nextCursor: more && last ? encodeListCursor(sort?.name ?? 'id', last.sortValues, last.row.id) : undefined,
+      };
+    }
+    if (sort || tags.length || contains.length || ranges.length || addressParts.length) {
+      throw new Error(`${this.record.name}: sorts and further list conditions need the lean reader (record-reader.ts)`);
     }
     const where: Record<string, unknown> = { ...filters };
     // without the lean reader (an entity it cannot read): plain ILIKE per field, not accent-insensitive
     if (patterns) where['$or'] = patterns.flatMap((p) => this.#searched.map((k) => ({ [k]: { $ilike: p } })));
-    const em = requestEntityManager(this.#orm);
     const page = await keysetPageById(q, (after, limit) =>
       em.find(this.#entity, { ...where, ...(after ? { id: { $gt: after } } : {}) }, { orderBy: { id: 'asc' }, limit }),
     );
     return { items: page.items as RecordRow<F>[], nextCursor: page.nextCursor };
   }
 
+  /** The fields of sort `name` (one of the declaration's sorts); 400 naming `sort` otherwise. */
+  #sortOf(name: string): { name: string; keys: readonly string[] } {
+    const keys = this.record.sorts?.[name];
+    if (!keys)
+      throw badList(
+        'sort',
+        Object.keys(this.record.sorts ?? {}).length ? `one of ${Object.keys(this.record.sorts ?? {}).join(', ')}` : 'this list has one order',
+      );
+    return { name, keys };
+  }
+
   /** Writes the fields in `mask` (others untouched; null clears). A stale `expectedVersion` is VERSION_MISMATCH (412). */
   async update(id: string, input: RecordInput<F>, mask: readonly (keyof F & string)[], expectedVersion?: number): Promise<RecordRow<F>> {
+    return this.updateWith(id, () => ({ input, mask }), expectedVersion);
+  }
+
+  /**
+   * {@link update} with the change computed under the row lock: `change` gets the stored values
+   * as of the lock (the last committed version, so a concurrent writer's change is in them) and
+   * returns the fields to write, or undefined to write nothing (no event, the row returned as
+   * stored). For read-modify-write changes such as adding one tag to `tags`, which a read followed
+   * by {@link update} would lose to a concurrent writer. The version check and ownership come
+   * first. `change` may run again when the transaction is retried: keep it free of effects.
+   */
+  async updateWith(
+    id: string,
+    change: (current: ValuesOf<F>) => { input: RecordInput<F>; mask: readonly (keyof F & string)[] } | undefined,
+    expectedVersion?: number,
+  ): Promise<RecordRow<F>> {
     const ctx = requireContext();
     assertWriteRole(this.record, ctx);
     return this.#write(async (em) => {
       const row = await this.#loadForWrite(em, id, expectedVersion, ctx);
       const before = this.toValues(row);
-      const values = this.#normalise(input, mask, before, ctx);
+      const next = change(before);
+      if (!next) return { result: row, events: () => [] };
+      const values = this.#normalise(next.input, next.mask, before, ctx);
       const diff = () => new Set(this.#keys.filter((k) => JSON.stringify(jsonValue(before[k])) !== JSON.stringify(jsonValue(values[k]))));
       const requested = diff();
       for (const key of this.#owners) if (requested.has(key)) assertCanWrite(ctx, String(values[key]));
@@ -386,6 +480,11 @@ export class RecordService<F extends Fields> {
       throw constraintError(this.record, error) ?? error;
     }
   }
+}
+
+/** INVALID_ARGUMENT for a list parameter (`sort`, a range, `cf.<key>`, an address part). */
+function badList(field: string, message: string): DomainError {
+  return new DomainError('invalid_argument', 'INVALID_LIST_QUERY', `${field}: ${message}`, [{ field, message }]);
 }
 
 /** How each kind of constraint violation reads, by the kit's constraint names (see recordEntity). */

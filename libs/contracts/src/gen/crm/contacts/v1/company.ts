@@ -182,6 +182,32 @@ export interface ListCompaniesRequest {
   rating: Rating;
   source: LeadSource;
   ownerId: string;
+  /**
+   * Sort: "<key>" or "<key> desc"; keys: created_at, updated_at and the record's own (see the
+   * REST `sort` parameter). Default: creation order (id).
+   */
+  orderBy: string;
+  /** Only records carrying any of these tag ids (all of them when tags_match_all). */
+  tags: string[];
+  tagsMatchAll: boolean;
+  /** Custom field conditions: key → value as text (REST `cf.<key>=…`). */
+  customFields: { [key: string]: string };
+  createdAfter?: Date | undefined;
+  createdBefore?: Date | undefined;
+  updatedAfter?: Date | undefined;
+  updatedBefore?: Date | undefined;
+  lastContactedAfter?: Date | undefined;
+  lastContactedBefore?:
+    | Date
+    | undefined;
+  /** Head-office address: city (case-insensitive, exact) and ISO country code. */
+  addressCity: string;
+  addressCountry: string;
+}
+
+export interface ListCompaniesRequest_CustomFieldsEntry {
+  key: string;
+  value: string;
 }
 
 export interface ListCompaniesResponse {
@@ -210,6 +236,65 @@ export interface DeleteCompanyRequest {
 }
 
 export interface DeleteCompanyResponse {
+}
+
+export interface GetCompanyHierarchyRequest {
+  id: string;
+  /** Levels of subsidiaries, 1..10; 0 means the default (3). */
+  depth: number;
+}
+
+/** What a hierarchy shows of a company. */
+export interface CompanySummary {
+  id: string;
+  name: string;
+  domain: string;
+  accountType: AccountType;
+  status: CompanyStatus;
+  /** Empty for a root. */
+  parentCompanyId: string;
+}
+
+/** A subsidiary and its own subsidiaries (empty at the requested depth). */
+export interface CompanyHierarchyNode {
+  company?: CompanySummary | undefined;
+  subsidiaries: CompanyHierarchyNode[];
+}
+
+export interface GetCompanyHierarchyResponse {
+  /** Nearest first: the parent, its parent, … the root. */
+  ancestors: CompanySummary[];
+  company?:
+    | CompanySummary
+    | undefined;
+  /** Direct subsidiaries, each with its own; siblings ordered by name, then id. */
+  subsidiaries: CompanyHierarchyNode[];
+  /** True when the subsidiaries were cut at the node limit (1,000) before reaching depth. */
+  truncated: boolean;
+}
+
+export interface AssignCompanyTagRequest {
+  /** The company. */
+  id: string;
+  tagId: string;
+  /** When set, FAILED_PRECONDITION unless the stored version matches. */
+  expectedVersion?: string | undefined;
+}
+
+export interface AssignCompanyTagResponse {
+  company?: Company | undefined;
+}
+
+export interface UnassignCompanyTagRequest {
+  /** The company. */
+  id: string;
+  tagId: string;
+  /** When set, FAILED_PRECONDITION unless the stored version matches. */
+  expectedVersion?: string | undefined;
+}
+
+export interface UnassignCompanyTagResponse {
+  company?: Company | undefined;
 }
 
 function createBaseCompany(): Company {
@@ -936,6 +1021,18 @@ function createBaseListCompaniesRequest(): ListCompaniesRequest {
     rating: 0,
     source: 0,
     ownerId: "",
+    orderBy: "",
+    tags: [],
+    tagsMatchAll: false,
+    customFields: {},
+    createdAfter: undefined,
+    createdBefore: undefined,
+    updatedAfter: undefined,
+    updatedBefore: undefined,
+    lastContactedAfter: undefined,
+    lastContactedBefore: undefined,
+    addressCity: "",
+    addressCountry: "",
   };
 }
 
@@ -973,6 +1070,42 @@ export const ListCompaniesRequest: MessageFns<ListCompaniesRequest> = {
     }
     if (message.ownerId !== "") {
       writer.uint32(90).string(message.ownerId);
+    }
+    if (message.orderBy !== "") {
+      writer.uint32(162).string(message.orderBy);
+    }
+    for (const v of message.tags) {
+      writer.uint32(170).string(v!);
+    }
+    if (message.tagsMatchAll !== false) {
+      writer.uint32(176).bool(message.tagsMatchAll);
+    }
+    globalThis.Object.entries(message.customFields).forEach(([key, value]: [string, string]) => {
+      ListCompaniesRequest_CustomFieldsEntry.encode({ key: key as any, value }, writer.uint32(186).fork()).join();
+    });
+    if (message.createdAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAfter), writer.uint32(194).fork()).join();
+    }
+    if (message.createdBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdBefore), writer.uint32(202).fork()).join();
+    }
+    if (message.updatedAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAfter), writer.uint32(210).fork()).join();
+    }
+    if (message.updatedBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedBefore), writer.uint32(218).fork()).join();
+    }
+    if (message.lastContactedAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastContactedAfter), writer.uint32(226).fork()).join();
+    }
+    if (message.lastContactedBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastContactedBefore), writer.uint32(234).fork()).join();
+    }
+    if (message.addressCity !== "") {
+      writer.uint32(242).string(message.addressCity);
+    }
+    if (message.addressCountry !== "") {
+      writer.uint32(250).string(message.addressCountry);
     }
     return writer;
   },
@@ -1078,6 +1211,105 @@ export const ListCompaniesRequest: MessageFns<ListCompaniesRequest> = {
             message.ownerId = reader.string();
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.orderBy = reader.string();
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.tagsMatchAll = reader.bool();
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            const entry23 = ListCompaniesRequest_CustomFieldsEntry.decode(reader, reader.uint32());
+            if (entry23.value !== undefined) {
+              message.customFields[entry23.key] = entry23.value;
+            }
+            continue;
+          }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.createdAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 25: {
+            if (tag !== 202) {
+              break;
+            }
+
+            message.createdBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 26: {
+            if (tag !== 210) {
+              break;
+            }
+
+            message.updatedAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 27: {
+            if (tag !== 218) {
+              break;
+            }
+
+            message.updatedBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 28: {
+            if (tag !== 226) {
+              break;
+            }
+
+            message.lastContactedAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 29: {
+            if (tag !== 234) {
+              break;
+            }
+
+            message.lastContactedBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.addressCity = reader.string();
+            continue;
+          }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.addressCountry = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1106,6 +1338,93 @@ export const ListCompaniesRequest: MessageFns<ListCompaniesRequest> = {
     message.rating = object.rating ?? 0;
     message.source = object.source ?? 0;
     message.ownerId = object.ownerId ?? "";
+    message.orderBy = object.orderBy ?? "";
+    message.tags = object.tags?.map((e) => e) || [];
+    message.tagsMatchAll = object.tagsMatchAll ?? false;
+    message.customFields = (globalThis.Object.entries(object.customFields ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.createdAfter = object.createdAfter ?? undefined;
+    message.createdBefore = object.createdBefore ?? undefined;
+    message.updatedAfter = object.updatedAfter ?? undefined;
+    message.updatedBefore = object.updatedBefore ?? undefined;
+    message.lastContactedAfter = object.lastContactedAfter ?? undefined;
+    message.lastContactedBefore = object.lastContactedBefore ?? undefined;
+    message.addressCity = object.addressCity ?? "";
+    message.addressCountry = object.addressCountry ?? "";
+    return message;
+  },
+};
+
+function createBaseListCompaniesRequest_CustomFieldsEntry(): ListCompaniesRequest_CustomFieldsEntry {
+  return { key: "", value: "" };
+}
+
+export const ListCompaniesRequest_CustomFieldsEntry: MessageFns<ListCompaniesRequest_CustomFieldsEntry> = {
+  encode(message: ListCompaniesRequest_CustomFieldsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCompaniesRequest_CustomFieldsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCompaniesRequest_CustomFieldsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ListCompaniesRequest_CustomFieldsEntry>): ListCompaniesRequest_CustomFieldsEntry {
+    return ListCompaniesRequest_CustomFieldsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListCompaniesRequest_CustomFieldsEntry>): ListCompaniesRequest_CustomFieldsEntry {
+    const message = createBaseListCompaniesRequest_CustomFieldsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1425,6 +1744,622 @@ export const DeleteCompanyResponse: MessageFns<DeleteCompanyResponse> = {
   },
 };
 
+function createBaseGetCompanyHierarchyRequest(): GetCompanyHierarchyRequest {
+  return { id: "", depth: 0 };
+}
+
+export const GetCompanyHierarchyRequest: MessageFns<GetCompanyHierarchyRequest> = {
+  encode(message: GetCompanyHierarchyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.depth !== 0) {
+      writer.uint32(16).int32(message.depth);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetCompanyHierarchyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetCompanyHierarchyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.depth = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetCompanyHierarchyRequest>): GetCompanyHierarchyRequest {
+    return GetCompanyHierarchyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetCompanyHierarchyRequest>): GetCompanyHierarchyRequest {
+    const message = createBaseGetCompanyHierarchyRequest();
+    message.id = object.id ?? "";
+    message.depth = object.depth ?? 0;
+    return message;
+  },
+};
+
+function createBaseCompanySummary(): CompanySummary {
+  return { id: "", name: "", domain: "", accountType: 0, status: 0, parentCompanyId: "" };
+}
+
+export const CompanySummary: MessageFns<CompanySummary> = {
+  encode(message: CompanySummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.domain !== "") {
+      writer.uint32(26).string(message.domain);
+    }
+    if (message.accountType !== 0) {
+      writer.uint32(32).int32(message.accountType);
+    }
+    if (message.status !== 0) {
+      writer.uint32(40).int32(message.status);
+    }
+    if (message.parentCompanyId !== "") {
+      writer.uint32(50).string(message.parentCompanyId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompanySummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompanySummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.domain = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.accountType = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.parentCompanyId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CompanySummary>): CompanySummary {
+    return CompanySummary.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompanySummary>): CompanySummary {
+    const message = createBaseCompanySummary();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.domain = object.domain ?? "";
+    message.accountType = object.accountType ?? 0;
+    message.status = object.status ?? 0;
+    message.parentCompanyId = object.parentCompanyId ?? "";
+    return message;
+  },
+};
+
+function createBaseCompanyHierarchyNode(): CompanyHierarchyNode {
+  return { company: undefined, subsidiaries: [] };
+}
+
+export const CompanyHierarchyNode: MessageFns<CompanyHierarchyNode> = {
+  encode(message: CompanyHierarchyNode, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.company !== undefined) {
+      CompanySummary.encode(message.company, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.subsidiaries) {
+      CompanyHierarchyNode.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompanyHierarchyNode {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompanyHierarchyNode();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.company = CompanySummary.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subsidiaries.push(CompanyHierarchyNode.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CompanyHierarchyNode>): CompanyHierarchyNode {
+    return CompanyHierarchyNode.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CompanyHierarchyNode>): CompanyHierarchyNode {
+    const message = createBaseCompanyHierarchyNode();
+    message.company = (object.company !== undefined && object.company !== null)
+      ? CompanySummary.fromPartial(object.company)
+      : undefined;
+    message.subsidiaries = object.subsidiaries?.map((e) => CompanyHierarchyNode.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetCompanyHierarchyResponse(): GetCompanyHierarchyResponse {
+  return { ancestors: [], company: undefined, subsidiaries: [], truncated: false };
+}
+
+export const GetCompanyHierarchyResponse: MessageFns<GetCompanyHierarchyResponse> = {
+  encode(message: GetCompanyHierarchyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.ancestors) {
+      CompanySummary.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.company !== undefined) {
+      CompanySummary.encode(message.company, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.subsidiaries) {
+      CompanyHierarchyNode.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.truncated !== false) {
+      writer.uint32(32).bool(message.truncated);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetCompanyHierarchyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetCompanyHierarchyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ancestors.push(CompanySummary.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.company = CompanySummary.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.subsidiaries.push(CompanyHierarchyNode.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.truncated = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetCompanyHierarchyResponse>): GetCompanyHierarchyResponse {
+    return GetCompanyHierarchyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetCompanyHierarchyResponse>): GetCompanyHierarchyResponse {
+    const message = createBaseGetCompanyHierarchyResponse();
+    message.ancestors = object.ancestors?.map((e) => CompanySummary.fromPartial(e)) || [];
+    message.company = (object.company !== undefined && object.company !== null)
+      ? CompanySummary.fromPartial(object.company)
+      : undefined;
+    message.subsidiaries = object.subsidiaries?.map((e) => CompanyHierarchyNode.fromPartial(e)) || [];
+    message.truncated = object.truncated ?? false;
+    return message;
+  },
+};
+
+function createBaseAssignCompanyTagRequest(): AssignCompanyTagRequest {
+  return { id: "", tagId: "", expectedVersion: undefined };
+}
+
+export const AssignCompanyTagRequest: MessageFns<AssignCompanyTagRequest> = {
+  encode(message: AssignCompanyTagRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.tagId !== "") {
+      writer.uint32(18).string(message.tagId);
+    }
+    if (message.expectedVersion !== undefined) {
+      writer.uint32(24).int64(message.expectedVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignCompanyTagRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAssignCompanyTagRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tagId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expectedVersion = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<AssignCompanyTagRequest>): AssignCompanyTagRequest {
+    return AssignCompanyTagRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AssignCompanyTagRequest>): AssignCompanyTagRequest {
+    const message = createBaseAssignCompanyTagRequest();
+    message.id = object.id ?? "";
+    message.tagId = object.tagId ?? "";
+    message.expectedVersion = object.expectedVersion ?? undefined;
+    return message;
+  },
+};
+
+function createBaseAssignCompanyTagResponse(): AssignCompanyTagResponse {
+  return { company: undefined };
+}
+
+export const AssignCompanyTagResponse: MessageFns<AssignCompanyTagResponse> = {
+  encode(message: AssignCompanyTagResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.company !== undefined) {
+      Company.encode(message.company, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignCompanyTagResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAssignCompanyTagResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.company = Company.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<AssignCompanyTagResponse>): AssignCompanyTagResponse {
+    return AssignCompanyTagResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AssignCompanyTagResponse>): AssignCompanyTagResponse {
+    const message = createBaseAssignCompanyTagResponse();
+    message.company = (object.company !== undefined && object.company !== null)
+      ? Company.fromPartial(object.company)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUnassignCompanyTagRequest(): UnassignCompanyTagRequest {
+  return { id: "", tagId: "", expectedVersion: undefined };
+}
+
+export const UnassignCompanyTagRequest: MessageFns<UnassignCompanyTagRequest> = {
+  encode(message: UnassignCompanyTagRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.tagId !== "") {
+      writer.uint32(18).string(message.tagId);
+    }
+    if (message.expectedVersion !== undefined) {
+      writer.uint32(24).int64(message.expectedVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnassignCompanyTagRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnassignCompanyTagRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tagId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expectedVersion = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<UnassignCompanyTagRequest>): UnassignCompanyTagRequest {
+    return UnassignCompanyTagRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UnassignCompanyTagRequest>): UnassignCompanyTagRequest {
+    const message = createBaseUnassignCompanyTagRequest();
+    message.id = object.id ?? "";
+    message.tagId = object.tagId ?? "";
+    message.expectedVersion = object.expectedVersion ?? undefined;
+    return message;
+  },
+};
+
+function createBaseUnassignCompanyTagResponse(): UnassignCompanyTagResponse {
+  return { company: undefined };
+}
+
+export const UnassignCompanyTagResponse: MessageFns<UnassignCompanyTagResponse> = {
+  encode(message: UnassignCompanyTagResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.company !== undefined) {
+      Company.encode(message.company, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnassignCompanyTagResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnassignCompanyTagResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.company = Company.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<UnassignCompanyTagResponse>): UnassignCompanyTagResponse {
+    return UnassignCompanyTagResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UnassignCompanyTagResponse>): UnassignCompanyTagResponse {
+    const message = createBaseUnassignCompanyTagResponse();
+    message.company = (object.company !== undefined && object.company !== null)
+      ? Company.fromPartial(object.company)
+      : undefined;
+    return message;
+  },
+};
+
 /** Companies of the caller's organization (taken from call metadata, never from the message). */
 export type CompanyServiceService = typeof CompanyServiceService;
 export const CompanyServiceService = {
@@ -1477,6 +2412,48 @@ export const CompanyServiceService = {
       Buffer.from(DeleteCompanyResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteCompanyResponse => DeleteCompanyResponse.decode(value),
   },
+  /**
+   * The company with its ancestors (nearest first, up to the root) and its subsidiaries down to
+   * `depth` levels, live companies only. NOT_FOUND for no live company of the organization.
+   */
+  getCompanyHierarchy: {
+    path: "/crm.contacts.v1.CompanyService/GetCompanyHierarchy" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetCompanyHierarchyRequest): Buffer =>
+      Buffer.from(GetCompanyHierarchyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetCompanyHierarchyRequest => GetCompanyHierarchyRequest.decode(value),
+    responseSerialize: (value: GetCompanyHierarchyResponse): Buffer =>
+      Buffer.from(GetCompanyHierarchyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetCompanyHierarchyResponse => GetCompanyHierarchyResponse.decode(value),
+  },
+  /**
+   * Adds tag_id to the company's tags (an `updated` event with field tags); an assigned tag
+   * changes nothing. OUT_OF_RANGE TAG_NOT_FOUND (REST 422) for no live tag of the organization.
+   */
+  assignCompanyTag: {
+    path: "/crm.contacts.v1.CompanyService/AssignCompanyTag" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AssignCompanyTagRequest): Buffer =>
+      Buffer.from(AssignCompanyTagRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AssignCompanyTagRequest => AssignCompanyTagRequest.decode(value),
+    responseSerialize: (value: AssignCompanyTagResponse): Buffer =>
+      Buffer.from(AssignCompanyTagResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AssignCompanyTagResponse => AssignCompanyTagResponse.decode(value),
+  },
+  /** Removes tag_id from the company's tags; a tag not assigned changes nothing. */
+  unassignCompanyTag: {
+    path: "/crm.contacts.v1.CompanyService/UnassignCompanyTag" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnassignCompanyTagRequest): Buffer =>
+      Buffer.from(UnassignCompanyTagRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnassignCompanyTagRequest => UnassignCompanyTagRequest.decode(value),
+    responseSerialize: (value: UnassignCompanyTagResponse): Buffer =>
+      Buffer.from(UnassignCompanyTagResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UnassignCompanyTagResponse => UnassignCompanyTagResponse.decode(value),
+  },
 } as const;
 
 export interface CompanyServiceServer extends UntypedServiceImplementation {
@@ -1485,6 +2462,18 @@ export interface CompanyServiceServer extends UntypedServiceImplementation {
   listCompanies: handleUnaryCall<ListCompaniesRequest, ListCompaniesResponse>;
   updateCompany: handleUnaryCall<UpdateCompanyRequest, UpdateCompanyResponse>;
   deleteCompany: handleUnaryCall<DeleteCompanyRequest, DeleteCompanyResponse>;
+  /**
+   * The company with its ancestors (nearest first, up to the root) and its subsidiaries down to
+   * `depth` levels, live companies only. NOT_FOUND for no live company of the organization.
+   */
+  getCompanyHierarchy: handleUnaryCall<GetCompanyHierarchyRequest, GetCompanyHierarchyResponse>;
+  /**
+   * Adds tag_id to the company's tags (an `updated` event with field tags); an assigned tag
+   * changes nothing. OUT_OF_RANGE TAG_NOT_FOUND (REST 422) for no live tag of the organization.
+   */
+  assignCompanyTag: handleUnaryCall<AssignCompanyTagRequest, AssignCompanyTagResponse>;
+  /** Removes tag_id from the company's tags; a tag not assigned changes nothing. */
+  unassignCompanyTag: handleUnaryCall<UnassignCompanyTagRequest, UnassignCompanyTagResponse>;
 }
 
 export interface CompanyServiceClient extends Client {
@@ -1562,6 +2551,60 @@ export interface CompanyServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteCompanyResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The company with its ancestors (nearest first, up to the root) and its subsidiaries down to
+   * `depth` levels, live companies only. NOT_FOUND for no live company of the organization.
+   */
+  getCompanyHierarchy(
+    request: GetCompanyHierarchyRequest,
+    callback: (error: ServiceError | null, response: GetCompanyHierarchyResponse) => void,
+  ): ClientUnaryCall;
+  getCompanyHierarchy(
+    request: GetCompanyHierarchyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetCompanyHierarchyResponse) => void,
+  ): ClientUnaryCall;
+  getCompanyHierarchy(
+    request: GetCompanyHierarchyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetCompanyHierarchyResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Adds tag_id to the company's tags (an `updated` event with field tags); an assigned tag
+   * changes nothing. OUT_OF_RANGE TAG_NOT_FOUND (REST 422) for no live tag of the organization.
+   */
+  assignCompanyTag(
+    request: AssignCompanyTagRequest,
+    callback: (error: ServiceError | null, response: AssignCompanyTagResponse) => void,
+  ): ClientUnaryCall;
+  assignCompanyTag(
+    request: AssignCompanyTagRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AssignCompanyTagResponse) => void,
+  ): ClientUnaryCall;
+  assignCompanyTag(
+    request: AssignCompanyTagRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AssignCompanyTagResponse) => void,
+  ): ClientUnaryCall;
+  /** Removes tag_id from the company's tags; a tag not assigned changes nothing. */
+  unassignCompanyTag(
+    request: UnassignCompanyTagRequest,
+    callback: (error: ServiceError | null, response: UnassignCompanyTagResponse) => void,
+  ): ClientUnaryCall;
+  unassignCompanyTag(
+    request: UnassignCompanyTagRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UnassignCompanyTagResponse) => void,
+  ): ClientUnaryCall;
+  unassignCompanyTag(
+    request: UnassignCompanyTagRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UnassignCompanyTagResponse) => void,
   ): ClientUnaryCall;
 }
 

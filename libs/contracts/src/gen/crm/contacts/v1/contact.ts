@@ -130,6 +130,27 @@ export interface ListContactsRequest {
   source: LeadSource;
   referredById: string;
   ownerId: string;
+  /**
+   * Sort: "<key>" or "<key> desc"; keys: created_at, updated_at and the record's own (see the
+   * REST `sort` parameter). Default: creation order (id).
+   */
+  orderBy: string;
+  /** Only records carrying any of these tag ids (all of them when tags_match_all). */
+  tags: string[];
+  tagsMatchAll: boolean;
+  /** Custom field conditions: key → value as text (REST `cf.<key>=…`). */
+  customFields: { [key: string]: string };
+  createdAfter?: Date | undefined;
+  createdBefore?: Date | undefined;
+  updatedAfter?: Date | undefined;
+  updatedBefore?: Date | undefined;
+  lastContactedAfter?: Date | undefined;
+  lastContactedBefore?: Date | undefined;
+}
+
+export interface ListContactsRequest_CustomFieldsEntry {
+  key: string;
+  value: string;
 }
 
 export interface ListContactsResponse {
@@ -153,6 +174,45 @@ export interface DeleteContactRequest {
 }
 
 export interface DeleteContactResponse {
+}
+
+export interface ListContactReferralsRequest {
+  /** The referring contact. */
+  id: string;
+  /** 1..200; 0 means the default (50). */
+  pageSize: number;
+  /** Opaque cursor from a previous response. */
+  pageToken: string;
+}
+
+export interface ListContactReferralsResponse {
+  contacts: Contact[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+export interface AssignContactTagRequest {
+  /** The contact. */
+  id: string;
+  tagId: string;
+  /** When set, FAILED_PRECONDITION unless the stored version matches. */
+  expectedVersion?: string | undefined;
+}
+
+export interface AssignContactTagResponse {
+  contact?: Contact | undefined;
+}
+
+export interface UnassignContactTagRequest {
+  /** The contact. */
+  id: string;
+  tagId: string;
+  /** When set, FAILED_PRECONDITION unless the stored version matches. */
+  expectedVersion?: string | undefined;
+}
+
+export interface UnassignContactTagResponse {
+  contact?: Contact | undefined;
 }
 
 function createBaseContact(): Contact {
@@ -853,6 +913,16 @@ function createBaseListContactsRequest(): ListContactsRequest {
     source: 0,
     referredById: "",
     ownerId: "",
+    orderBy: "",
+    tags: [],
+    tagsMatchAll: false,
+    customFields: {},
+    createdAfter: undefined,
+    createdBefore: undefined,
+    updatedAfter: undefined,
+    updatedBefore: undefined,
+    lastContactedAfter: undefined,
+    lastContactedBefore: undefined,
   };
 }
 
@@ -881,6 +951,36 @@ export const ListContactsRequest: MessageFns<ListContactsRequest> = {
     }
     if (message.ownerId !== "") {
       writer.uint32(66).string(message.ownerId);
+    }
+    if (message.orderBy !== "") {
+      writer.uint32(162).string(message.orderBy);
+    }
+    for (const v of message.tags) {
+      writer.uint32(170).string(v!);
+    }
+    if (message.tagsMatchAll !== false) {
+      writer.uint32(176).bool(message.tagsMatchAll);
+    }
+    globalThis.Object.entries(message.customFields).forEach(([key, value]: [string, string]) => {
+      ListContactsRequest_CustomFieldsEntry.encode({ key: key as any, value }, writer.uint32(186).fork()).join();
+    });
+    if (message.createdAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdAfter), writer.uint32(194).fork()).join();
+    }
+    if (message.createdBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.createdBefore), writer.uint32(202).fork()).join();
+    }
+    if (message.updatedAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedAfter), writer.uint32(210).fork()).join();
+    }
+    if (message.updatedBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.updatedBefore), writer.uint32(218).fork()).join();
+    }
+    if (message.lastContactedAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastContactedAfter), writer.uint32(226).fork()).join();
+    }
+    if (message.lastContactedBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastContactedBefore), writer.uint32(234).fork()).join();
     }
     return writer;
   },
@@ -962,6 +1062,89 @@ export const ListContactsRequest: MessageFns<ListContactsRequest> = {
             message.ownerId = reader.string();
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.orderBy = reader.string();
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.tags.push(reader.string());
+            continue;
+          }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.tagsMatchAll = reader.bool();
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            const entry23 = ListContactsRequest_CustomFieldsEntry.decode(reader, reader.uint32());
+            if (entry23.value !== undefined) {
+              message.customFields[entry23.key] = entry23.value;
+            }
+            continue;
+          }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.createdAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 25: {
+            if (tag !== 202) {
+              break;
+            }
+
+            message.createdBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 26: {
+            if (tag !== 210) {
+              break;
+            }
+
+            message.updatedAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 27: {
+            if (tag !== 218) {
+              break;
+            }
+
+            message.updatedBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 28: {
+            if (tag !== 226) {
+              break;
+            }
+
+            message.lastContactedAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 29: {
+            if (tag !== 234) {
+              break;
+            }
+
+            message.lastContactedBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -987,6 +1170,91 @@ export const ListContactsRequest: MessageFns<ListContactsRequest> = {
     message.source = object.source ?? 0;
     message.referredById = object.referredById ?? "";
     message.ownerId = object.ownerId ?? "";
+    message.orderBy = object.orderBy ?? "";
+    message.tags = object.tags?.map((e) => e) || [];
+    message.tagsMatchAll = object.tagsMatchAll ?? false;
+    message.customFields = (globalThis.Object.entries(object.customFields ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.createdAfter = object.createdAfter ?? undefined;
+    message.createdBefore = object.createdBefore ?? undefined;
+    message.updatedAfter = object.updatedAfter ?? undefined;
+    message.updatedBefore = object.updatedBefore ?? undefined;
+    message.lastContactedAfter = object.lastContactedAfter ?? undefined;
+    message.lastContactedBefore = object.lastContactedBefore ?? undefined;
+    return message;
+  },
+};
+
+function createBaseListContactsRequest_CustomFieldsEntry(): ListContactsRequest_CustomFieldsEntry {
+  return { key: "", value: "" };
+}
+
+export const ListContactsRequest_CustomFieldsEntry: MessageFns<ListContactsRequest_CustomFieldsEntry> = {
+  encode(message: ListContactsRequest_CustomFieldsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListContactsRequest_CustomFieldsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListContactsRequest_CustomFieldsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ListContactsRequest_CustomFieldsEntry>): ListContactsRequest_CustomFieldsEntry {
+    return ListContactsRequest_CustomFieldsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListContactsRequest_CustomFieldsEntry>): ListContactsRequest_CustomFieldsEntry {
+    const message = createBaseListContactsRequest_CustomFieldsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1306,6 +1574,424 @@ export const DeleteContactResponse: MessageFns<DeleteContactResponse> = {
   },
 };
 
+function createBaseListContactReferralsRequest(): ListContactReferralsRequest {
+  return { id: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListContactReferralsRequest: MessageFns<ListContactReferralsRequest> = {
+  encode(message: ListContactReferralsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListContactReferralsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListContactReferralsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ListContactReferralsRequest>): ListContactReferralsRequest {
+    return ListContactReferralsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListContactReferralsRequest>): ListContactReferralsRequest {
+    const message = createBaseListContactReferralsRequest();
+    message.id = object.id ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListContactReferralsResponse(): ListContactReferralsResponse {
+  return { contacts: [], nextPageToken: "" };
+}
+
+export const ListContactReferralsResponse: MessageFns<ListContactReferralsResponse> = {
+  encode(message: ListContactReferralsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.contacts) {
+      Contact.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListContactReferralsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListContactReferralsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.contacts.push(Contact.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ListContactReferralsResponse>): ListContactReferralsResponse {
+    return ListContactReferralsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListContactReferralsResponse>): ListContactReferralsResponse {
+    const message = createBaseListContactReferralsResponse();
+    message.contacts = object.contacts?.map((e) => Contact.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseAssignContactTagRequest(): AssignContactTagRequest {
+  return { id: "", tagId: "", expectedVersion: undefined };
+}
+
+export const AssignContactTagRequest: MessageFns<AssignContactTagRequest> = {
+  encode(message: AssignContactTagRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.tagId !== "") {
+      writer.uint32(18).string(message.tagId);
+    }
+    if (message.expectedVersion !== undefined) {
+      writer.uint32(24).int64(message.expectedVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignContactTagRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAssignContactTagRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tagId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expectedVersion = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<AssignContactTagRequest>): AssignContactTagRequest {
+    return AssignContactTagRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AssignContactTagRequest>): AssignContactTagRequest {
+    const message = createBaseAssignContactTagRequest();
+    message.id = object.id ?? "";
+    message.tagId = object.tagId ?? "";
+    message.expectedVersion = object.expectedVersion ?? undefined;
+    return message;
+  },
+};
+
+function createBaseAssignContactTagResponse(): AssignContactTagResponse {
+  return { contact: undefined };
+}
+
+export const AssignContactTagResponse: MessageFns<AssignContactTagResponse> = {
+  encode(message: AssignContactTagResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.contact !== undefined) {
+      Contact.encode(message.contact, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignContactTagResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAssignContactTagResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.contact = Contact.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<AssignContactTagResponse>): AssignContactTagResponse {
+    return AssignContactTagResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AssignContactTagResponse>): AssignContactTagResponse {
+    const message = createBaseAssignContactTagResponse();
+    message.contact = (object.contact !== undefined && object.contact !== null)
+      ? Contact.fromPartial(object.contact)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUnassignContactTagRequest(): UnassignContactTagRequest {
+  return { id: "", tagId: "", expectedVersion: undefined };
+}
+
+export const UnassignContactTagRequest: MessageFns<UnassignContactTagRequest> = {
+  encode(message: UnassignContactTagRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.tagId !== "") {
+      writer.uint32(18).string(message.tagId);
+    }
+    if (message.expectedVersion !== undefined) {
+      writer.uint32(24).int64(message.expectedVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnassignContactTagRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnassignContactTagRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tagId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expectedVersion = reader.int64().toString();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<UnassignContactTagRequest>): UnassignContactTagRequest {
+    return UnassignContactTagRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UnassignContactTagRequest>): UnassignContactTagRequest {
+    const message = createBaseUnassignContactTagRequest();
+    message.id = object.id ?? "";
+    message.tagId = object.tagId ?? "";
+    message.expectedVersion = object.expectedVersion ?? undefined;
+    return message;
+  },
+};
+
+function createBaseUnassignContactTagResponse(): UnassignContactTagResponse {
+  return { contact: undefined };
+}
+
+export const UnassignContactTagResponse: MessageFns<UnassignContactTagResponse> = {
+  encode(message: UnassignContactTagResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.contact !== undefined) {
+      Contact.encode(message.contact, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnassignContactTagResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnassignContactTagResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.contact = Contact.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<UnassignContactTagResponse>): UnassignContactTagResponse {
+    return UnassignContactTagResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UnassignContactTagResponse>): UnassignContactTagResponse {
+    const message = createBaseUnassignContactTagResponse();
+    message.contact = (object.contact !== undefined && object.contact !== null)
+      ? Contact.fromPartial(object.contact)
+      : undefined;
+    return message;
+  },
+};
+
 /** Contacts of the caller's organization (taken from call metadata, never from the message). */
 export type ContactServiceService = typeof ContactServiceService;
 export const ContactServiceService = {
@@ -1358,6 +2044,48 @@ export const ContactServiceService = {
       Buffer.from(DeleteContactResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteContactResponse => DeleteContactResponse.decode(value),
   },
+  /**
+   * Live contacts whose referred_by_id is this contact, keyset-paged in creation order.
+   * NOT_FOUND for no live contact of the organization.
+   */
+  listContactReferrals: {
+    path: "/crm.contacts.v1.ContactService/ListContactReferrals" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListContactReferralsRequest): Buffer =>
+      Buffer.from(ListContactReferralsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListContactReferralsRequest => ListContactReferralsRequest.decode(value),
+    responseSerialize: (value: ListContactReferralsResponse): Buffer =>
+      Buffer.from(ListContactReferralsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListContactReferralsResponse => ListContactReferralsResponse.decode(value),
+  },
+  /**
+   * Adds tag_id to the contact's tags (an `updated` event with field tags); an assigned tag
+   * changes nothing. OUT_OF_RANGE TAG_NOT_FOUND (REST 422) for no live tag of the organization.
+   */
+  assignContactTag: {
+    path: "/crm.contacts.v1.ContactService/AssignContactTag" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AssignContactTagRequest): Buffer =>
+      Buffer.from(AssignContactTagRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AssignContactTagRequest => AssignContactTagRequest.decode(value),
+    responseSerialize: (value: AssignContactTagResponse): Buffer =>
+      Buffer.from(AssignContactTagResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AssignContactTagResponse => AssignContactTagResponse.decode(value),
+  },
+  /** Removes tag_id from the contact's tags; a tag not assigned changes nothing. */
+  unassignContactTag: {
+    path: "/crm.contacts.v1.ContactService/UnassignContactTag" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnassignContactTagRequest): Buffer =>
+      Buffer.from(UnassignContactTagRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnassignContactTagRequest => UnassignContactTagRequest.decode(value),
+    responseSerialize: (value: UnassignContactTagResponse): Buffer =>
+      Buffer.from(UnassignContactTagResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UnassignContactTagResponse => UnassignContactTagResponse.decode(value),
+  },
 } as const;
 
 export interface ContactServiceServer extends UntypedServiceImplementation {
@@ -1366,6 +2094,18 @@ export interface ContactServiceServer extends UntypedServiceImplementation {
   listContacts: handleUnaryCall<ListContactsRequest, ListContactsResponse>;
   updateContact: handleUnaryCall<UpdateContactRequest, UpdateContactResponse>;
   deleteContact: handleUnaryCall<DeleteContactRequest, DeleteContactResponse>;
+  /**
+   * Live contacts whose referred_by_id is this contact, keyset-paged in creation order.
+   * NOT_FOUND for no live contact of the organization.
+   */
+  listContactReferrals: handleUnaryCall<ListContactReferralsRequest, ListContactReferralsResponse>;
+  /**
+   * Adds tag_id to the contact's tags (an `updated` event with field tags); an assigned tag
+   * changes nothing. OUT_OF_RANGE TAG_NOT_FOUND (REST 422) for no live tag of the organization.
+   */
+  assignContactTag: handleUnaryCall<AssignContactTagRequest, AssignContactTagResponse>;
+  /** Removes tag_id from the contact's tags; a tag not assigned changes nothing. */
+  unassignContactTag: handleUnaryCall<UnassignContactTagRequest, UnassignContactTagResponse>;
 }
 
 export interface ContactServiceClient extends Client {
@@ -1443,6 +2183,60 @@ export interface ContactServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteContactResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Live contacts whose referred_by_id is this contact, keyset-paged in creation order.
+   * NOT_FOUND for no live contact of the organization.
+   */
+  listContactReferrals(
+    request: ListContactReferralsRequest,
+    callback: (error: ServiceError | null, response: ListContactReferralsResponse) => void,
+  ): ClientUnaryCall;
+  listContactReferrals(
+    request: ListContactReferralsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListContactReferralsResponse) => void,
+  ): ClientUnaryCall;
+  listContactReferrals(
+    request: ListContactReferralsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListContactReferralsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Adds tag_id to the contact's tags (an `updated` event with field tags); an assigned tag
+   * changes nothing. OUT_OF_RANGE TAG_NOT_FOUND (REST 422) for no live tag of the organization.
+   */
+  assignContactTag(
+    request: AssignContactTagRequest,
+    callback: (error: ServiceError | null, response: AssignContactTagResponse) => void,
+  ): ClientUnaryCall;
+  assignContactTag(
+    request: AssignContactTagRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AssignContactTagResponse) => void,
+  ): ClientUnaryCall;
+  assignContactTag(
+    request: AssignContactTagRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AssignContactTagResponse) => void,
+  ): ClientUnaryCall;
+  /** Removes tag_id from the contact's tags; a tag not assigned changes nothing. */
+  unassignContactTag(
+    request: UnassignContactTagRequest,
+    callback: (error: ServiceError | null, response: UnassignContactTagResponse) => void,
+  ): ClientUnaryCall;
+  unassignContactTag(
+    request: UnassignContactTagRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UnassignContactTagResponse) => void,
+  ): ClientUnaryCall;
+  unassignContactTag(
+    request: UnassignContactTagRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UnassignContactTagResponse) => void,
   ): ClientUnaryCall;
 }
 
