@@ -135,3 +135,17 @@ describe('records kit: foreign keys', () => {
     });
   });
 });
+
+describe('records kit: list queries from any gRPC caller', () => {
+  // (a lone surrogate cannot cross protobuf: the UTF-8 encoder sends U+FFFD instead)
+  it('refuse a search term with NUL, which Postgres cannot take, with INVALID_ARGUMENT naming q, never an internal error', async () => {
+    for (const query of ['a\u0000b', '\u0000']) {
+      const refused = await asAdminOf('acme', () => callUnary(companies, companies.listCompanies, contactsV1.ListCompaniesRequest.fromPartial({ query }))).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(refused).toBeInstanceOf(DomainError);
+      expect(refused).toMatchObject({ kind: 'invalid_argument', violations: [{ field: 'q' }] });
+    }
+  });
+});

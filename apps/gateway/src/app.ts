@@ -88,6 +88,7 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
     deadlineMs: config.GRPC_DEADLINE_MS,
     idempotency,
     signer: createInternalTokenSigner(config.INTERNAL_TOKEN_PRIVATE_KEY),
+    logger,
   });
   const routes = backends.flatMap((b) => b.routes);
   const keycloakUrl = config.KEYCLOAK_URL.replace(/\/+$/, '');

@@ -1,6 +1,6 @@
 import { Channel, type ChannelCredentials, type ClientOptions } from '@grpc/grpc-js';
 import { analyticsV1, companyRecord, contactRecord, customFieldRecord, tagRecord, segmentRecord, tagRuleRecord } from '@crm/contracts';
-import { channelOptions, insecure, signCallsOn, type InternalTokenSigner } from '@crm/platform';
+import { channelOptions, insecure, signCallsOn, type InternalTokenSigner, type Logger } from '@crm/platform';
 import type { GatewayConfig } from './config.ts';
 import { grpcHealthClient } from './grpc-health.ts';
 import type { IdempotencyStore } from './http/idempotency.ts';
@@ -21,6 +21,8 @@ export interface BackendContext {
   deadlineMs: number;
   /** The Idempotency-Key store, for POST routes that create. */
   idempotency: IdempotencyStore;
+  /** The gateway's logger, for errors a route answers without rethrowing (batch items). */
+  logger?: Logger;
 }
 
 /**
@@ -77,7 +79,7 @@ export interface ConnectedBackend {
 export function connectBackends(
   backends: readonly Backend[],
   config: GatewayConfig,
-  shared: { deadlineMs: number; idempotency: IdempotencyStore; signer: InternalTokenSigner },
+  shared: { deadlineMs: number; idempotency: IdempotencyStore; signer: InternalTokenSigner; logger?: Logger },
 ): ConnectedBackend[] {
   const { signer, ...context } = shared;
   const names = backends.map((b) => b.name);

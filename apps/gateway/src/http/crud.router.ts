@@ -59,6 +59,8 @@ export function crudRoutes<R extends { id: string; version: number }, C, P, Q>(
   spec: CrudSpec<R, C, P, Q>,
   idempotency: IdempotencyStore,
   writeRoles: readonly Role[] = WRITE_ROLES,
+  /** Errors of batch items that are not domain errors (each answered as that item's 500): logged by the caller. */
+  onBatchError?: (error: unknown) => void,
 ): Route[] {
   const path = `/${spec.plural}`;
   const tag = spec.plural;
@@ -141,6 +143,6 @@ export function crudRoutes<R extends { id: string; version: number }, C, P, Q>(
       problems: { '404': 'not found (or another organization’s)', '422': 'business rule violated (e.g. it still has dependents)' },
       handler: ({ params, expectedVersion }) => spec.remove(params.id, expectedVersion),
     }),
-    batchRoute(spec, { operationId: `batch${pascal(spec.plural)}`, schemaId: one, writeRoles }),
+    batchRoute(spec, { operationId: `batch${pascal(spec.plural)}`, schemaId: one, writeRoles, ...(onBatchError ? { onError: onBatchError } : {}) }),
   ];
 }

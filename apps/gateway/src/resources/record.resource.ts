@@ -257,5 +257,7 @@ export function recordResource(record: RecordDeclaration, client: Client, deadli
  */
 export function recordRoutes(record: RecordDeclaration, backend: BackendContext): Route[] {
   const client = backend.client(makeGenericClientConstructor(record.service, pascalCase(record.name)));
-  return crudRoutes(recordResource(record, client, backend.deadlineMs), backend.idempotency, record.writeRoles);
+  return crudRoutes(recordResource(record, client, backend.deadlineMs), backend.idempotency, record.writeRoles, (error) =>
+    backend.logger?.error({ err: error, resource: record.plural }, 'unhandled error in a batch item'),
+  );
 }

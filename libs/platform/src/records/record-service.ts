@@ -207,6 +207,8 @@ export class RecordService<F extends Fields> {
       if (spec.kind === 'ref' && !isUuid(String(value))) return none;
       filters[key] = value;
     }
+    // the gateway refuses these already; other gRPC callers get the same 400, never a Postgres error
+    if (q.query && (q.query.includes('\u0000') || !q.query.isWellFormed())) throw badList('q', 'must not contain NUL characters or unpaired surrogates');
     const patterns = q.query && this.#searched.length ? searchPatterns(q.query) : undefined;
     const tags = (q.tags ?? []).filter((t) => t !== '');
     if (tags.some((t) => !isUuid(t))) return none; // no record carries a tag id that is not a uuid
