@@ -167,9 +167,10 @@ describe('static segments', () => {
     expect(await memberIds(seg.id)).toEqual([b.id]);
     expect(await ok<Rec>(await suite.api(`/api/v1/segments/${seg.id}`))).toMatchObject({ memberCount: 1 });
 
-    // a deleted record is no longer listed
+    // a deleted record is no longer listed, nor counted
     expect((await suite.api(`/api/v1/companies/${b.id}`, { method: 'DELETE' })).status).toBe(204);
     expect(await memberIds(seg.id)).toEqual([]);
+    expect(await ok<Rec>(await suite.api(`/api/v1/segments/${seg.id}`))).toMatchObject({ memberCount: 0 });
   });
 
   it('refuse another organization’s record, a contact in a company segment and members of a dynamic one (422)', async () => {

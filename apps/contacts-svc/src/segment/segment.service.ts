@@ -66,14 +66,13 @@ export interface MemberPage {
  * - the segment's rules ({@link assertSegmentFits}) and its criteria checked against the
  *   organization's custom field definitions of the object (400 naming `criteria.all.0.value` …);
  * - `memberCount`, output only: counted on every read for dynamic segments (one count query per
- *   segment read; unset when the criteria no longer hold, e.g. a custom field deleted since),
- *   stored and maintained for static ones (+1/−1 with each membership change, without a new
- *   version: membership is a child resource, not a change of the segment);
+ *   segment read; unset when the criteria no longer hold, e.g. a custom field deleted since), and
+ *   for static ones their live members on every read (a member whose record was deleted is neither
+ *   listed nor counted; the stored `member_count` is kept +1/−1 with each membership change without
+ *   a new version — membership is a child resource — but no longer served);
  * - members: dynamic ones evaluated live, static ones from `segment_member`; both list live
  *   records only, keyset-paged by record id.
  *
- * Known gap: a static member whose record is deleted later still counts in `memberCount` (it is
- * not listed); removing it (DELETE) fixes the count.
  */
 export class SegmentService extends RecordService<SegmentFields> {
   readonly #orm: Orm;
@@ -240,10 +239,24 @@ export class SegmentService extends RecordService<SegmentFields> {
     });
   }
 
-  /** `row` with `memberCount` counted when it is a dynamic segment whose criteria hold (else unset), as a copy. */
+  /**
+   * `row` with `memberCount` counted, as a copy: a static segment's live members (a member whose
+   * record was deleted since is neither listed nor counted), a dynamic segment's matching live
+   * records when its criteria hold (else unset).
+   */
   async #counted(row: SegmentRow): Promise<SegmentRow> {
-    if (row.kind !== 'dynamic' || !row.object) return row;
+    if (!row.object) return row;
     const org = requireContext().organizationId;
+    if (row.kind === 'static') {
+      const [live] = await this.#query<{ n: number }>(
+        `select count(*)::int as n from contacts.segment_member m
+         join ${TABLES[row.object]} r on r.id = m.record_id and r.organization_id = m.organization_id and r.deleted_at is null
+         where m.organization_id = $1 and m.segment_id = $2`,
+        [org, row.id],
+      );
+      return Object.assign(Object.create(Object.getPrototypeOf(row) as object) as SegmentRow, row, { memberCount: live?.n ?? 0 });
+    }
+    if (row.kind !== 'dynamic') return row;
     const definitions = await activeDefinitions(requestEntityManager(this.#orm), org, row.object);
     const checked = checkCriteria(row.criteria, { object: row.object, definitions });
     const memberCount = 'criteria' in checked ? await this.#count(org, row.object, checked.criteria) : null;
