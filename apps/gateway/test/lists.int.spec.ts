@@ -157,3 +157,31 @@ describe('contact lists', () => {
     expect(((await res.json()) as { data: { firstName: string }[] }).data.map((c) => c.firstName)).toEqual(['Anna', 'Bert', 'Zoë']);
   });
 });
+
+describe('hostile input inside free-form JSON and cursors', () => {
+  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+  it('refuses NUL inside free-form JSON (social profiles, custom fields) with 400 naming the field, never 500', async () => {
+    const social = await suite.api('/api/v1/contacts', { method: 'POST', json: { lastName: unique('Nul'), socialProfiles: { github: 'a\u0000b' } } });
+    expect(await problemOf(social, 400)).toMatchObject({ errors: [{ field: 'socialProfiles.github' }] });
+    const custom = await suite.api('/api/v1/companies', { method: 'POST', json: { name: unique('Nul'), customFields: { site: 'http://a.example/\u0000' } } });
+    expect(await problemOf(custom, 400)).toMatchObject({ errors: [{ field: 'customFields.site' }] });
+  });
+
+  it('refuses a forged cursor of a sorted list (a value that is no timestamp, NUL in a name) with 400 naming cursor', async () => {
+    const id = '0193a5b2-7c4e-7d3a-9f1e-2b8c4d6e8f10';
+    for (const [sort, values] of [
+      ['createdAt', ['x']],
+      ['lastContactedAt', ["2026-01-01'; drop table x"]],
+      ['name', ['a\u0000b']],
+    ] as const) {
+      const res = await suite.api(`/api/v1/companies?sort=${sort}&cursor=${b64({ s: sort, v: values, id })}`);
+      expect(await problemOf(res, 400)).toMatchObject({ errors: [{ field: 'cursor' }] });
+    }
+  });
+
+  it('serves a path in another case like its own (and admits it through load shedding)', async () => {
+    const res = await suite.api(`/api/v1/COMPANIES?industry=${industry}&limit=1`);
+    expect(res.status).toBe(200);
+  });
+});

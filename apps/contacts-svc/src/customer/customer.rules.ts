@@ -74,8 +74,8 @@ export function socialProfiles(input: Record<string, unknown> | null): Record<st
   for (const [network, value] of entries) {
     const field = `socialProfiles.${network}`;
     if (!NETWORK.test(network)) violations.push({ field, message: 'network names are lower-case letters, digits and _ (e.g. linkedin)' });
-    else if (typeof value !== 'string' || !value.trim() || value.trim().length > 500)
-      violations.push({ field, message: 'a URL or handle of 1 to 500 characters' });
+    else if (typeof value !== 'string' || !value.trim() || value.trim().length > 500 || value.includes('\u0000') || !value.isWellFormed())
+      violations.push({ field, message: 'a URL or handle of 1 to 500 characters (no NUL)' });
     else if (/^https?:/i.test(value.trim()) && !URL.canParse(value.trim())) violations.push({ field, message: 'not a valid URL' });
     else out[network] = value.trim();
   }

@@ -65,8 +65,8 @@ export interface MemberPage {
  * Segments: the kit's record service (crm-admin and crm-manager write) plus
  * - the segment's rules ({@link assertSegmentFits}) and its criteria checked against the
  *   organization's custom field definitions of the object (400 naming `criteria.all.0.value` …);
- * - `memberCount`, output only: counted on every read for dynamic segments (one count query per
- *   segment read; unset when the criteria no longer hold, e.g. a custom field deleted since), and
+ * - `memberCount`, output only: counted on every read of one dynamic segment (one count query;
+ *   unset when the criteria no longer hold, e.g. a custom field deleted since, and in lists), and
  *   for static ones their live members on every read (a member whose record was deleted is neither
  *   listed nor counted; the stored `member_count` is kept +1/−1 with each membership change without
  *   a new version — membership is a child resource — but no longer served);
@@ -113,10 +113,21 @@ export class SegmentService extends RecordService<SegmentFields> {
     return this.#counted(await super.get(id));
   }
 
-  /** The kit's list, with `memberCount` counted for each dynamic segment of the page. */
+  /**
+   * The kit's list, with `memberCount` counted for each static segment of the page (one indexed
+   * count each); dynamic segments' counts are left unset here — each could scan a whole table, and
+   * a page of 200 would start 200 of them — and served by `get`.
+   */
   override async list(...args: Parameters<RecordService<SegmentFields>['list']>): ReturnType<RecordService<SegmentFields>['list']> {
     const page = await super.list(...args);
-    return { ...page, items: await Promise.all(page.items.map((row) => this.#counted(row))) };
+    const items: SegmentRow[] = [];
+    for (const row of page.items)
+      items.push(
+        row.kind === 'static'
+          ? await this.#counted(row)
+          : Object.assign(Object.create(Object.getPrototypeOf(row) as object) as SegmentRow, row, { memberCount: null }),
+      );
+    return { ...page, items };
   }
 
   /** The kit's update, with `memberCount` counted for a dynamic segment. */

@@ -43,7 +43,8 @@ export interface ApiRouterOptions {
  * `companies` of `/companies/:id`: the segment naming the resource, up to a colon — so a custom
  * method (request `/companies:batch`, route `/companies\:batch`) is admitted as its resource.
  */
-const firstSegment = (path: string): string => (path.split('/', 2)[1] ?? '').split(/\\?:/, 1)[0] ?? '';
+// lower-cased: Express matches paths case-insensitively, so /COMPANIES must be admitted like /companies
+const firstSegment = (path: string): string => ((path.split('/', 2)[1] ?? '').split(/\\?:/, 1)[0] ?? '').toLowerCase();
 
 /** Headers of every API response: personal data is never stored by caches nor content-sniffed. */
 const apiHeaders: RequestHandler = (_req, res, next) => {

@@ -174,10 +174,12 @@ export class RateLimitDatabase {
     });
   }
 
-  /** Drops what this replica knows of `key` (its window was reset); hits not yet sent are dropped with it. */
+  /** Drops what this replica knows of `key` (its window was reset): hits counted in memory and not yet sent are dropped; hits waiting for a total still get one. */
   forget(key: string): void {
     this.#known.delete(key);
-    this.#batches.delete(key);
+    // hits waiting for the next statement still get their total: only the in-memory ones are dropped
+    const batch = this.#batches.get(key);
+    if (batch) batch.counted = 0;
   }
 
   #add(key: string, windowMs: number): Batch {

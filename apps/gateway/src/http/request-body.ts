@@ -76,7 +76,8 @@ export function fieldsWhere(value: unknown, bad: (text: string) => boolean): str
 
 /**
  * Decodes and parses a JSON body: UTF-8 only (a leading BOM is dropped), then JSON, then Unicode
- * text only — a string with a lone surrogate (`"\ud800"`, legal JSON but no text) is refused.
+ * text only — a string with a lone surrogate (`"\ud800"`, legal JSON but no text) or a NUL
+ * (`"\u0000"`, which Postgres can store neither as text nor in jsonb) is refused.
  * Returns the value (`{}` for an empty body, as body-parser did) or a 400 problem naming the
  * fields it can: for invalid UTF-8, the fields whose text holds the undecodable bytes when the
  * rest of the body still parses; else field `body`.
@@ -101,6 +102,16 @@ export function parseUtf8Json(bytes: Uint8Array): { value: unknown } | { problem
       problem: invalid(
         'the request body holds text that is not Unicode',
         surrogates.map((field) => ({ field: field || 'body', message: 'contains a lone surrogate (not Unicode text)' })),
+      ),
+    };
+  }
+  // Postgres stores NUL in neither text nor jsonb: refused in every string, also inside free-form JSON
+  const nul = fieldsWhere(value, (s) => s.includes('\u0000'));
+  if (nul.length) {
+    return {
+      problem: invalid(
+        'the request body holds NUL characters',
+        nul.map((field) => ({ field: field || 'body', message: 'must not contain NUL characters' })),
       ),
     };
   }

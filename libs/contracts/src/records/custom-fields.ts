@@ -141,7 +141,8 @@ export function checkValue(definition: Pick<CustomFieldDefinitionValue, 'type' |
       return new Set(raw).size === raw.length ? ok([...raw]) : no('must not repeat an option');
     }
     case 'url':
-      return typeof raw === 'string' && raw.length <= CUSTOM_URL_MAX && isHttpUrl(raw)
+      // URL.canParse accepts a NUL in the path, jsonb cannot store it
+      return typeof raw === 'string' && raw.length <= CUSTOM_URL_MAX && !raw.includes('\u0000') && raw.isWellFormed() && isHttpUrl(raw)
         ? ok(raw)
         : no(`must be an absolute http(s) URL of at most ${CUSTOM_URL_MAX} characters`);
     case 'email': {

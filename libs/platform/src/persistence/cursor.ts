@@ -27,7 +27,8 @@ export function decodeCursor<K extends string>(token: string, keys: readonly K[]
   throw invalidCursor();
 }
 
-function invalidCursor(): DomainError {
+/** INVALID_ARGUMENT `INVALID_CURSOR` naming `cursor`: a page token that no previous page gave. */
+export function invalidCursor(): DomainError {
   return new DomainError('invalid_argument', 'INVALID_CURSOR', 'page token is not valid', [{ field: 'cursor', message: 'not a cursor from a previous page' }]);
 }
 

@@ -24,7 +24,7 @@ import {
 import { hasAnyRole, requireContext, type RequestContext } from '../context.ts';
 import { DomainError, notFound, versionMismatch, type FieldViolation } from '../errors.ts';
 import { recordEvents, type PendingEvent } from '../messaging/event.ts';
-import { decodeListCursor, encodeListCursor, keysetPageById, pageSize } from '../persistence/cursor.ts';
+import { decodeListCursor, encodeListCursor, invalidCursor, keysetPageById, pageSize } from '../persistence/cursor.ts';
 import { quoteIdent, requestEntityManager, type EntityManager, type Orm } from '../persistence/database.ts';
 import { isUuid, newId } from '../persistence/ids.ts';
 import { claimIdempotencyKey } from './idempotency.ts';
@@ -232,6 +232,7 @@ export class RecordService<F extends Fields> {
     if (reader) {
       const limit = pageSize(q.pageSize);
       const cursor = q.cursor ? decodeListCursor(q.cursor, sort?.name ?? 'id', sort?.keys.length ?? 0) : undefined;
+      if (cursor && sort && !cursor.values.every((v, i) => this.#sortValueFits(sort.keys[i]!, v))) throw invalidCursor();
       const rows = await reader.list(ctx.organizationId, {
         filters,
         patterns,
@@ -264,9 +265,21 @@ export class RecordService<F extends Fields> {
     return { items: page.items as RecordRow<F>[], nextCursor: page.nextCursor };
   }
 
+  /**
+   * Whether a cursor's sort value can be one Postgres printed for sort key `key` (record-reader.ts
+   * `#sortExpression`): a timestamp (`2026-11-22 00:19:48.183+00`, or `-infinity` for none) or
+   * text without NUL. A forged cursor is INVALID_CURSOR, never a cast error in Postgres.
+   */
+  #sortValueFits(key: string, value: string): boolean {
+    const timestamp = key === 'createdAt' || key === 'updatedAt' || this.record.fields[key]?.kind === 'timestamp';
+    if (timestamp) return value === '-infinity' || /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}(:\d{2}){0,2}$/.test(value);
+    return !value.includes('\u0000') && value.isWellFormed();
+  }
+
   /** The fields of sort `name` (one of the declaration's sorts); 400 naming `sort` otherwise. */
   #sortOf(name: string): { name: string; keys: readonly string[] } {
-    const keys = this.record.sorts?.[name];
+    const sorts = this.record.sorts ?? {};
+    const keys = Object.hasOwn(sorts, name) ? sorts[name] : undefined;
     if (!keys)
       throw badList(
         'sort',
