@@ -1,6 +1,5 @@
-import { customFieldRecord, type CustomFieldDefinitionValue, type CustomFieldObject } from '@crm/contracts';
+import type { CustomFieldDefinitionValue, CustomFieldObject } from '@crm/contracts';
 import type { EntityManager } from '@crm/platform';
-import { CustomFieldEntity } from './custom-field.service.ts';
 
 /**
  * The custom field definitions of `object` in `organizationId` that records are validated against
@@ -10,11 +9,35 @@ import { CustomFieldEntity } from './custom-field.service.ts';
  * parameters), ordered by key. Safe inside the write's transaction (pass the hook's `em`).
  */
 export async function activeDefinitions(em: EntityManager, organizationId: string, object: CustomFieldObject): Promise<CustomFieldDefinitionValue[]> {
-  const rows = await em.find(
-    CustomFieldEntity,
-    { organizationId, object },
-    { filters: { tenant: { organizationId } }, orderBy: { key: 'asc' }, disableIdentityMap: true },
+  // one plain statement, no unit of work: this runs inside every company and contact write
+  const rows = await em.execute<
+    {
+      object: string | null;
+      key: string;
+      label: string;
+      type: string | null;
+      options: string[] | null;
+      required: boolean;
+      default_value: unknown;
+      description: string | null;
+      active: boolean;
+    }[]
+  >(
+    `select object, key, label, type, options, required, default_value, description, active
+       from contacts.custom_field
+      where organization_id = ? and object = ? and deleted_at is null
+      order by key`,
+    [organizationId, object],
   );
-  const keys = Object.keys(customFieldRecord.fields) as (keyof CustomFieldDefinitionValue)[];
-  return rows.map((row) => Object.fromEntries(keys.map((k) => [k, row[k] ?? (k === 'options' ? [] : null)])) as CustomFieldDefinitionValue);
+  return rows.map((row): CustomFieldDefinitionValue => ({
+    object: row.object as CustomFieldDefinitionValue['object'],
+    key: row.key,
+    label: row.label,
+    type: row.type as CustomFieldDefinitionValue['type'],
+    options: row.options ?? [],
+    required: row.required,
+    defaultValue: (row.default_value ?? null) as CustomFieldDefinitionValue['defaultValue'],
+    description: row.description,
+    active: row.active,
+  }));
 }

@@ -1,7 +1,7 @@
 import { searchExpression } from './search.ts';
 import type { EntityProperty, EntitySchema } from '@mikro-orm/core';
 import type pg from 'pg';
-import { quoteIdent, type Orm } from '../persistence/database.ts';
+import { quoteIdent, type EntityManager, type Orm } from '../persistence/database.ts';
 import type { StoredRow } from './record-entity.ts';
 
 /**
@@ -183,6 +183,41 @@ export class RecordReader {
     const keys = sortExprs.map((e, i) => `, (${e.sql})::text as "__sort${i}"`).join('');
     const select = keys ? this.#select.replace(` from ${this.#table}`, `${keys} from ${this.#table}`) : this.#select;
     return { text: `${select} where ${where.join(' and ')} order by ${order} limit ${param(q.limit)}`, values, sortCount: sortExprs.length };
+  }
+
+  /**
+   * Inserts one new row inside `em`'s transaction and returns it as {@link get} would read it: one
+   * `insert … returning` statement, values converted by each property's MikroORM type exactly as
+   * the unit of work converts them (custom types such as json, arrays and decimals; embedded money
+   * and address parts; an embedded `null` stores every part null). `values` are the entity's
+   * property values (fields and system columns). Constraint violations reject with MikroORM's
+   * exception classes (em.execute converts driver errors), as a flush would.
+   */
+  async insert(em: EntityManager, values: Record<string, unknown>): Promise<StoredRow> {
+    const platform = em.getPlatform();
+    const db = (column: Column, value: unknown): unknown =>
+      value === undefined || value === null ? null : column.prop.customType ? column.prop.customType.convertToDatabaseValue(value, platform) : value;
+    const names: string[] = [];
+    const params: unknown[] = [];
+    for (const { key, column } of this.#scalars) {
+      if (!(key in values)) continue; // a column with a database default (none of the kit's writes leave one out)
+      names.push(column.sql);
+      params.push(db(column, values[key]));
+    }
+    for (const { key, parts } of this.#embedded) {
+      const value = values[key] as Record<string, unknown> | null | undefined;
+      for (const part of parts) {
+        names.push(part.column.sql);
+        params.push(db(part.column, value?.[part.key]));
+      }
+    }
+    const returning = this.#select.slice('select '.length, this.#select.indexOf(` from ${this.#table}`));
+    const rows = await em.execute<Record<string, unknown>[]>(
+      `insert into ${this.#table} (${names.join(', ')}) values (${names.map(() => '?').join(', ')}) returning ${returning}`,
+      params,
+    );
+    if (!rows[0]) throw new Error(`insert into ${this.#table} returned no row`);
+    return this.#row(rows[0]);
   }
 
   /** A plain column of the record by property name; throws for anything else (a developer error). */

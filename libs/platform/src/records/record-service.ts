@@ -172,7 +172,9 @@ export class RecordService<F extends Fields> {
       await this.#hooks.beforeWrite?.({ em, ctx, values, changed: new Set(this.#keys), existing: undefined, emit: extra.emit });
       const now = new Date();
       const system = { id, organizationId: ctx.organizationId, createdAt: now, updatedAt: now, createdBy: ctx.userId, version: 1 };
-      const row = em.create(this.#entity, { ...values, ...system, ...(this.record.softDelete ? { deletedAt: null } : {}) }) as RecordRow<F>;
+      const data = { ...values, ...system, ...(this.record.softDelete ? { deletedAt: null } : {}) };
+      // the lean path: one insert statement, no unit of work (about a quarter of a create's CPU)
+      const row = (this.#reader ? await this.#reader.insert(em, data) : em.create(this.#entity, data)) as RecordRow<F>;
       return { result: row, events: () => [this.#event('created', { [this.record.name]: this.toMessage(row) }, row.id), ...extra.events(row)] };
     });
   }
