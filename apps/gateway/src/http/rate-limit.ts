@@ -1,4 +1,5 @@
 import type { ClientRateLimitInfo, IncrementResponse, Options, Store } from 'express-rate-limit';
+import { context, ROOT_CONTEXT } from '@opentelemetry/api';
 import { LRUCache } from 'lru-cache';
 import pg from 'pg';
 
@@ -161,9 +162,11 @@ export class RateLimitDatabase {
     if (known && known.stored + known.unsent + 1 < limit * LOCAL_SHARE && known.resetTime.getTime() - WINDOW_END_MARGIN_MS > Date.now()) {
       known.unsent += 1;
       this.#unsentKeys.add(key);
+      // the background statement belongs to no request: outside the context of the one that
+      // happened to start the timer (its trace would otherwise gain a span after it ended)
       this.#timer ??= setTimeout(() => {
         this.#timer = undefined;
-        this.#startFlush();
+        context.with(ROOT_CONTEXT, () => this.#startFlush());
       }, SYNC_INTERVAL_MS);
       return Promise.resolve({ totalHits: known.stored + known.unsent, resetTime: known.resetTime });
     }
