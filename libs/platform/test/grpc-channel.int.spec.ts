@@ -1,4 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Channel, makeGenericClientConstructor, status, type Client, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
 import {
@@ -56,6 +57,8 @@ let channel: Channel;
 let client: ProbeClient;
 /** Hold calls that reached their handler, by the `kind` their request names. */
 const held = { cancel: 0, expire: 0 };
+/** Emits `change` after each count of {@link held} moved. */
+const heldChanged = new EventEmitter();
 let release: () => void = () => undefined;
 const gate = new Promise<void>((resolve) => (release = resolve));
 /** Answer calls with `{ wait: true }` are answered when this opens (replaced per round). */
@@ -73,6 +76,7 @@ beforeAll(async () => {
         },
         hold: async (request) => {
           held[request['kind'] === 'cancel' ? 'cancel' : 'expire'] += 1;
+          heldChanged.emit('change');
           await gate; // answers only when the test ends: every caller gives up first
           return {};
         },
@@ -94,13 +98,25 @@ afterAll(async () => {
   await server?.close(1000);
 });
 
-/** Resolves once `condition` holds (checked every 5 ms); rejects after 30 s naming `what`. */
-async function until(what: string, condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+/** Resolves once `condition` holds (checked whenever a Hold call reaches its handler); rejects after 30 s naming `what`. */
+function until(what: string, condition: () => boolean): Promise<void> {
+  if (condition()) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      heldChanged.off('change', check);
+    };
+    const check = () => {
+      if (!condition()) return;
+      done();
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`timed out waiting for ${what}`));
+    }, 30_000);
+    heldChanged.on('change', check);
+  });
 }
 
 const asCaller = <T>(fn: () => Promise<T>): Promise<T> => runWithSigner(signer, () => runWithContext(ctx, fn));

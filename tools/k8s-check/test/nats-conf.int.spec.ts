@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { findNatsServer, freePort } from '@crm/dev/infra';
 import { repoRoot } from '../src/source.ts';
 
 /**
@@ -20,23 +20,11 @@ const STREAM = 'CRM_EVENTS';
 const USERS = ['contacts-svc', 'pipeline-svc', 'quotes-svc', 'activities-svc', 'analytics-svc', 'crm-stream-admin'];
 const password = (user: string): string => `p${user.replace(/-/g, '')}0test`;
 
+/** The nats-server binary (`@crm/dev/infra`'s search: PATH, /usr/sbin, /usr/local/bin). */
 function natsServerBinary(): string {
-  const found = [...(process.env['PATH'] ?? '').split(':'), '/usr/sbin', '/usr/local/bin']
-    .map((dir) => join(dir, 'nats-server'))
-    .find((path) => existsSync(path));
+  const found = findNatsServer();
   if (found === undefined) throw new Error('nats-server not found: apt-get install -y nats-server');
   return found;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
 }
 
 let dir: string;
@@ -76,13 +64,33 @@ beforeAll(async () => {
   server = spawn(natsServerBinary(), ['-c', join(dir, 'nats.conf')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   server.stderr?.on('data', (chunk: Buffer) => (log += chunk.toString()));
   server.stdout?.on('data', (chunk: Buffer) => (log += chunk.toString()));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (server.exitCode !== null) throw new Error(`nats-server exited with ${server.exitCode}:\n${log}`);
-    if (/Server is ready/.test(log)) break;
-    if (Date.now() > deadline) throw new Error(`nats-server did not start:\n${log}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  // ready when its log says so; an exit or 10 s without it fails the suite with the log
+  const started = server;
+  await new Promise<void>((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      started.stderr?.off('data', check);
+      started.stdout?.off('data', check);
+      started.off('exit', exited);
+    };
+    const check = () => {
+      if (!/Server is ready/.test(log)) return;
+      done();
+      resolve();
+    };
+    const exited = (code: number | null) => {
+      done();
+      reject(new Error(`nats-server exited with ${code}:\n${log}`));
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(`nats-server did not start:\n${log}`));
+    }, 10_000);
+    started.stderr?.on('data', check);
+    started.stdout?.on('data', check);
+    started.once('exit', exited);
+    check();
+  });
 });
 
 afterAll(async () => {
