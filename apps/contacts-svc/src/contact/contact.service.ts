@@ -1,5 +1,5 @@
 import { contactRecord } from '@crm/contracts';
-import { DomainError, RecordService, recordEntity, requireContext, type EntityManager, type Orm, type RecordRow } from '@crm/platform';
+import { DomainError, RecordService, recordEntity, requireContext, type EntityManager, type Orm, type RecordRow, type WriteContext } from '@crm/platform';
 import { assertPlausibleBirthDate, marketingPreferences, socialProfiles } from '../customer/customer.rules.ts';
 import { applyCustomerRules, customFieldConditions } from '../customer/customer.write.ts';
 import { assertHasAName } from './contact.rules.ts';
@@ -68,7 +68,7 @@ async function demotePrimary(
   service: RecordService<ContactFields>,
   companyId: string,
   self: string | undefined,
-  emit: (kind: string, message: object | ((row: RecordRow<ContactFields>) => object), aggregateId?: string) => void,
+  emit: WriteContext<ContactFields>['emit'],
 ): Promise<void> {
   const org = requireContext().organizationId;
   await em.execute('select pg_advisory_xact_lock(hashtext(?))', [`contacts.primary-contact:${org}:${companyId}`]);

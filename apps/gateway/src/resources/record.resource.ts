@@ -9,6 +9,8 @@ import {
   pascalCase,
   recordMethods,
   snakeCase,
+  timeFields,
+  timeRangeParams,
   toProto,
   valuesMessage,
   type FieldSpec,
@@ -81,9 +83,6 @@ function buildRecordSchemas(record: RecordDeclaration) {
   };
 }
 
-/** `createdAt` → `created` (range parameters `createdAfter` / `createdBefore`). */
-const rangeName = (key: string): string => key.replace(/At$/, '');
-
 /**
  * The list query of a record: `limit`, `cursor`, `q` (search fields), one exact-match parameter per
  * `filter` field (an address: `<key>City`, `<key>Country`), `sort` (`<name>` or `-<name>` of the
@@ -96,7 +95,7 @@ function listQuery(record: RecordDeclaration): z.ZodType<Record<string, unknown>
   const fields = Object.entries(record.fields);
   const searched = fields.filter(([, spec]) => spec.search).map(([key]) => key);
   const sorts = Object.keys(record.sorts ?? {});
-  const times = ['createdAt', 'updatedAt', ...fields.filter(([, spec]) => spec.kind === 'timestamp').map(([key]) => key)];
+  const times = timeFields(record);
   const instant = (what: string) => z.iso.datetime({ offset: true }).optional().describe(what);
   const shape = listQueryBase.extend({
     ...(searched.length
@@ -136,8 +135,8 @@ function listQuery(record: RecordDeclaration): z.ZodType<Record<string, unknown>
       : {}),
     ...Object.fromEntries(
       times.flatMap((key) => [
-        [`${rangeName(key)}After`, instant(`only records whose ${key} is at or after this instant`)],
-        [`${rangeName(key)}Before`, instant(`only records whose ${key} is before this instant`)],
+        [timeRangeParams(key).after, instant(`only records whose ${key} is at or after this instant`)],
+        [timeRangeParams(key).before, instant(`only records whose ${key} is before this instant`)],
       ]),
     ),
   });
@@ -166,8 +165,8 @@ function listRequest(record: RecordDeclaration, q: Record<string, unknown>): Rec
       .map(([k, v]) => [k.slice(3), v]),
   );
   if (Object.keys(customFields).length) out['customFields'] = customFields;
-  for (const [key, value] of Object.entries(q)) {
-    if (/(After|Before)$/.test(key) && typeof value === 'string') out[key] = new Date(value);
+  for (const key of timeFields(record)) {
+    for (const param of Object.values(timeRangeParams(key))) if (typeof q[param] === 'string') out[param] = new Date(q[param]);
   }
   for (const [key, spec] of Object.entries(record.fields)) {
     if (spec.kind !== 'address' || !spec.filter) continue;

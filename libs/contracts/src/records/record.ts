@@ -75,6 +75,27 @@ export function defineRecord<M>() {
   ): RecordDeclaration<M, F> => declaration;
 }
 
+/** The times a record's lists can be bounded by: `createdAt`, `updatedAt` and its `timestamp` fields. */
+export function timeFields(record: RecordDeclaration): string[] {
+  return [
+    'createdAt',
+    'updatedAt',
+    ...Object.entries(record.fields)
+      .filter(([, spec]) => spec.kind === 'timestamp')
+      .map(([key]) => key),
+  ];
+}
+
+/**
+ * The list parameters bounding time field `key` (camelCase; `createdAt`, `updatedAt` or a
+ * `timestamp` field): `createdAt` → `createdAfter` / `createdBefore` (REST and, as
+ * `created_after` / `created_before`, proto list requests).
+ */
+export function timeRangeParams(key: string): { after: string; before: string } {
+  const stem = key.replace(/At$/, '');
+  return { after: `${stem}After`, before: `${stem}Before` };
+}
+
 /** `parentCompanyId` → `parent_company_id` (proto field names, update-mask paths, columns). */
 export function snakeCase(name: string): string {
   return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);

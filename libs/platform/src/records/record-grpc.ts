@@ -1,4 +1,4 @@
-import { fromProto, messageValues, recordMethods, snakeCase, type FieldSpec, type RecordDeclaration } from '@crm/contracts';
+import { fromProto, messageValues, recordMethods, snakeCase, timeFields, timeRangeParams, type FieldSpec, type RecordDeclaration } from '@crm/contracts';
 import { DomainError } from '../errors.ts';
 import { bindHandlers, type PlainHandler, type ServiceBinding } from '../grpc/server.ts';
 import type { RecordInput, RecordListQuery, RecordService } from './record-service.ts';
@@ -85,10 +85,10 @@ function orderBy(text: unknown): RecordListQuery['sort'] {
  * `address` fields with `filter`. Fields a request message does not have are simply absent.
  */
 function listConditions(r: RecordDeclaration, req: Record<string, unknown>): Partial<RecordListQuery> {
-  const times = ['createdAt', 'updatedAt', ...Object.keys(r.fields).filter((k) => r.fields[k]?.kind === 'timestamp')];
   const ranges: Record<string, { after?: Date | undefined; before?: Date | undefined }> = {};
-  for (const key of times) {
-    const [after, before] = [req[`${key.replace(/At$/, '')}After`], req[`${key.replace(/At$/, '')}Before`]];
+  for (const key of timeFields(r)) {
+    const names = timeRangeParams(key);
+    const [after, before] = [req[names.after], req[names.before]];
     if (after instanceof Date || before instanceof Date)
       ranges[key] = { after: after instanceof Date ? after : undefined, before: before instanceof Date ? before : undefined };
   }

@@ -67,6 +67,8 @@ export class RecordReader {
   readonly #embedded: { key: string; parts: { key: string; column: Column }[] }[] = [];
   /** Single-column properties that lists may filter or search on, by property name. */
   readonly #columns = new Map<string, Column>();
+  /** Every column read, in the order of the select (also what an insert returns). */
+  readonly #columnList: string;
   readonly #select: string;
   readonly #getName: string;
   readonly #timezone: string | undefined;
@@ -99,7 +101,8 @@ export class RecordReader {
       }
     }
     const all = [...this.#scalars.map((s) => s.column), ...this.#embedded.flatMap((e) => e.parts.map((p) => p.column))];
-    this.#select = `select ${all.map((c) => c.sql).join(', ')} from ${this.#table}`;
+    this.#columnList = all.map((c) => c.sql).join(', ');
+    this.#select = `select ${this.#columnList} from ${this.#table}`;
     this.#getName = `record-get:${meta.schema ?? String(orm.config.get('schema'))}.${meta.tableName}`;
   }
 
@@ -181,7 +184,7 @@ export class RecordReader {
     }
     const order = [...sortExprs.map((e) => `${e.sql} ${dir}`), `id ${dir}`].join(', ');
     const keys = sortExprs.map((e, i) => `, (${e.sql})::text as "__sort${i}"`).join('');
-    const select = keys ? this.#select.replace(` from ${this.#table}`, `${keys} from ${this.#table}`) : this.#select;
+    const select = `select ${this.#columnList}${keys} from ${this.#table}`;
     return { text: `${select} where ${where.join(' and ')} order by ${order} limit ${param(q.limit)}`, values, sortCount: sortExprs.length };
   }
 
@@ -211,9 +214,8 @@ export class RecordReader {
         params.push(db(part.column, value?.[part.key]));
       }
     }
-    const returning = this.#select.slice('select '.length, this.#select.indexOf(` from ${this.#table}`));
     const rows = await em.execute<Record<string, unknown>[]>(
-      `insert into ${this.#table} (${names.join(', ')}) values (${names.map(() => '?').join(', ')}) returning ${returning}`,
+      `insert into ${this.#table} (${names.join(', ')}) values (${names.map(() => '?').join(', ')}) returning ${this.#columnList}`,
       params,
     );
     if (!rows[0]) throw new Error(`insert into ${this.#table} returned no row`);

@@ -16,6 +16,7 @@ import {
   pascalCase,
   screamingCase,
   snakeCase,
+  timeFields,
   valuesMessage,
   type FieldSpec,
   type RecordDeclaration,
@@ -216,8 +217,7 @@ export class RecordService<F extends Fields> {
     if (tags.some((t) => !isUuid(t))) return none; // no record carries a tag id that is not a uuid
     const sort = q.sort ? this.#sortOf(q.sort.name) : undefined;
     const ranges = Object.entries(q.ranges ?? {}).map(([key, range]) => {
-      if (key !== 'createdAt' && key !== 'updatedAt' && this.record.fields[key]?.kind !== 'timestamp')
-        throw badList(key, 'not a time that lists can be limited by');
+      if (!timeFields(this.record).includes(key)) throw badList(key, 'not a time that lists can be limited by');
       return { key, ...range };
     });
     const addressParts = Object.entries(q.addressParts ?? {}).map(([path, value]) => {
@@ -273,7 +273,7 @@ export class RecordService<F extends Fields> {
    * text without NUL. A forged cursor is INVALID_CURSOR, never a cast error in Postgres.
    */
   #sortValueFits(key: string, value: string): boolean {
-    const timestamp = key === 'createdAt' || key === 'updatedAt' || this.record.fields[key]?.kind === 'timestamp';
+    const timestamp = timeFields(this.record).includes(key);
     if (timestamp) return value === '-infinity' || /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}(:\d{2}){0,2}$/.test(value);
     return !value.includes('\u0000') && value.isWellFormed();
   }
