@@ -51,6 +51,19 @@ export interface ServiceDefinitionSpec {
   consumers?: (deps: RuntimeDeps) => ConsumerDefinition[];
   /** Whether this service writes events (runs an outbox relay). Default true. */
   relay?: boolean;
+  /**
+   * Background workers (job runners, schedulers), started once gRPC and the relay run; each is
+   * stopped (awaited) before the relay, NATS and the database close. A worker must be safe with
+   * several replicas of the service running it (leases, `for update skip locked`, unique claims).
+   */
+  workers?: (deps: RuntimeDeps) => BackgroundWorker[];
+}
+
+/** A running background worker of a service: its name (logs) and how to stop it. */
+export interface BackgroundWorker {
+  name: string;
+  /** Stops taking new work and resolves once the work in hand is finished or safely abandoned. */
+  stop(): Promise<void>;
 }
 
 /**
@@ -154,6 +167,7 @@ export async function startService(spec: ServiceDefinitionSpec, config: RuntimeC
       });
     }),
   );
+  const workers = spec.workers?.(deps) ?? [];
   const ops = await startOpsServer({
     host: config.OPS_HOST,
     port: config.OPS_PORT,
@@ -177,6 +191,7 @@ export async function startService(spec: ServiceDefinitionSpec, config: RuntimeC
       closing ??= (async () => {
         stopping = true;
         await grpc.close();
+        for (const w of workers) await w.stop();
         for (const c of consumers) await c.stop();
         await relay?.stop();
         await ops.close();

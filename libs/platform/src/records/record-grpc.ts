@@ -1,6 +1,6 @@
 import { fromProto, messageValues, recordMethods, snakeCase, timeFields, timeRangeParams, type FieldSpec, type RecordDeclaration } from '@crm/contracts';
 import { DomainError } from '../errors.ts';
-import { bindHandlers, type PlainHandler, type ServiceBinding } from '../grpc/server.ts';
+import { bindHandlers, type AnyHandler, type PlainHandler, type ServiceBinding } from '../grpc/server.ts';
 import type { RecordInput, RecordListQuery, RecordService } from './record-service.ts';
 
 /**
@@ -10,7 +10,7 @@ import type { RecordInput, RecordListQuery, RecordService } from './record-servi
  * mask is INVALID_ARGUMENT (`INVALID_UPDATE_MASK`). `extra` binds the service's further calls
  * (e.g. `getCompanyHierarchy`) by ts-proto method name, so one binding serves the whole service.
  */
-export function bindRecordService<F extends Record<string, FieldSpec>>(service: RecordService<F>, extra: Record<string, PlainHandler> = {}): ServiceBinding {
+export function bindRecordService<F extends Record<string, FieldSpec>>(service: RecordService<F>, extra: Record<string, AnyHandler> = {}): ServiceBinding {
   const r = service.record;
   const m = recordMethods(r);
   const byPath = new Map(Object.keys(r.fields).map((k) => [snakeCase(k), k]));
@@ -35,8 +35,7 @@ export function bindRecordService<F extends Record<string, FieldSpec>>(service: 
   const version = (v: unknown): number | undefined => (typeof v === 'string' ? Number(v) : undefined);
   const one = async (row: Parameters<typeof service.toMessage>[0]) => ({ [r.name]: service.toMessage(row) });
 
-  return bindHandlers(r.service, {
-    ...extra,
+  const calls: Record<string, PlainHandler> = {
     [m.create]: async (req) => one(await service.create(input(req[r.name]))),
     [m.get]: async (req) => one(await service.get(String(req['id'] ?? ''))),
     [m.list]: async (req) => {
@@ -63,7 +62,8 @@ export function bindRecordService<F extends Record<string, FieldSpec>>(service: 
       await service.delete(String(req['id'] ?? ''), version(req['expectedVersion']));
       return {};
     },
-  });
+  };
+  return bindHandlers(r.service, { ...extra, ...calls });
 }
 
 /** `last_contacted_at desc` → `{ name: 'lastContactedAt', desc: true }` (AIP-132 `order_by`). */
