@@ -356,6 +356,26 @@ describe('multipart uploads', () => {
     });
   });
 
+  it('accepts a file of exactly the limit and refuses one byte more', async () => {
+    const exact = await upload(
+      form([
+        ['title', 'Exact'],
+        ['file', new Blob([randomBytes(MAX_FILE)]), 'exact.bin'],
+      ]),
+    );
+    expect(exact.status).toBe(201);
+    expect(((await exact.json()) as { size: number }).size).toBe(MAX_FILE);
+    await problemOf(
+      await upload(
+        form([
+          ['title', 'Over'],
+          ['file', new Blob([randomBytes(MAX_FILE + 1)]), 'over.bin'],
+        ]),
+      ),
+      413,
+    );
+  });
+
   it('answers 413 for a file over the limit, and the handler never sees a complete file', async () => {
     const before = stored.length;
     const res = await upload(

@@ -104,7 +104,8 @@ async function readForm<S extends z.ZodObject, T>(
       headers: req.headers,
       defParamCharset: 'utf8', // browsers send file names as raw UTF-8
       // one more field and part than allowed, so an extra field is named (400) rather than cut off
-      limits: { fileSize: o.maxFileSize, files: 1, fields: o.known.size + 1, parts: o.known.size + 2, fieldSize: o.maxFieldSize },
+      // busboy reports its limit when the file reaches `fileSize`: one byte more, so a file of exactly maxFileSize passes
+      limits: { fileSize: o.maxFileSize + 1, files: 1, fields: o.known.size + 1, parts: o.known.size + 2, fieldSize: o.maxFieldSize },
     });
   } catch (error) {
     throw invalid(`malformed multipart body: ${error instanceof Error ? error.message : String(error)}`, []);

@@ -265,12 +265,19 @@ function drainedOrCancelled(call: ServerWritableStream<unknown, unknown>): Promi
  * truncated upload for a whole one.
  */
 async function* incoming(call: ServerReadableStream<unknown, unknown>): AsyncGenerator<unknown> {
-  for await (const message of call) {
-    if (call.cancelled) break;
-    yield message;
+  const cancelled = () => new DomainError('unavailable', 'CALL_CANCELLED', 'the caller cancelled the stream before its end');
+  try {
+    for await (const message of call) {
+      if (call.cancelled) break;
+      yield message;
+    }
+  } catch (error) {
+    // a reset stream can also end the iteration with ERR_STREAM_PREMATURE_CLOSE (checked by code: Node's errors may come from another realm)
+    if (call.cancelled || (error as { code?: unknown } | null)?.code === 'ERR_STREAM_PREMATURE_CLOSE') throw cancelled();
+    throw error;
   }
   // Node's http2 ends the readable side of a reset stream before it reports the reset ('close'):
   // let that report arrive before taking the end for the caller's half-close
   if (!call.cancelled) await new Promise((resolve) => setImmediate(resolve));
-  if (call.cancelled) throw new DomainError('unavailable', 'CALL_CANCELLED', 'the caller cancelled the stream before its end');
+  if (call.cancelled) throw cancelled();
 }
