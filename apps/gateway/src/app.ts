@@ -158,6 +158,7 @@ export async function createGateway(config: GatewayConfig = loadConfig(configSch
       maxInFlight: config.SHED_MAX_IN_FLIGHT,
       maxQueue: config.SHED_MAX_QUEUE,
       maxQueueWaitMs: config.SHED_MAX_QUEUE_WAIT_MS,
+      maxTransfers: config.SHED_MAX_TRANSFERS,
       maxEventLoopDelayMs: config.SHED_MAX_EVENT_LOOP_DELAY_MS,
       retryAfterSeconds: config.SHED_RETRY_AFTER_SECONDS,
     },

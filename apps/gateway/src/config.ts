@@ -44,6 +44,8 @@ export const configSchema = z.object({
   SHED_MAX_IN_FLIGHT: z.coerce.number().int().positive().default(64),
   /** Requests of one backend's routes waiting for a slot; one more is shed at once (0 = never wait). */
   SHED_MAX_QUEUE: z.coerce.number().int().nonnegative().default(64),
+  /** File transfers (uploads, downloads, exports) of one backend running at once, in their own pool without a queue; one more is shed at once. */
+  SHED_MAX_TRANSFERS: z.coerce.number().int().positive().default(16),
   /** Longest wait for a slot, ms; a request still waiting then is shed. */
   SHED_MAX_QUEUE_WAIT_MS: z.coerce.number().int().positive().default(25),
   /** Event-loop delay (mean over a 250 ms window, ms) above which every API request is shed; 0 turns it off. */

@@ -126,6 +126,36 @@ describe('LoadShedder on a backend that holds its answers', () => {
     expect((await after).status).toBe(200);
   });
 
+  it('runs file transfers in a pool of their own: a full one sheds the next transfer at once and leaves the short requests their slots', async () => {
+    const limits = { maxInFlight: 1, maxQueue: 0, maxQueueWaitMs: 10, maxTransfers: 2, maxEventLoopDelayMs: 0, retryAfterSeconds: 1 };
+    const shedder = new LoadShedder(limits);
+    const transfers: ExpressResponse[] = [];
+    const app = express();
+    app.get('/download', shedder.admitTransfer('b'), (_req, res) => void transfers.push(res));
+    app.get('/short', shedder.admit('b'), (_req, res) => void res.json({ ok: true }));
+    const srv = app.listen(0, '127.0.0.1');
+    await new Promise<void>((resolve) => srv.once('listening', resolve));
+    const base = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    try {
+      const running = [fetch(`${base}/download`), fetch(`${base}/download`)];
+      await waitFor('two transfers to run', async () => transfers.length === 2, 2000, 5);
+      const third = await fetch(`${base}/download`);
+      expect(third.status).toBe(503);
+      expect(third.headers.get('retry-after')).toBe('1');
+      expect(((await third.json()) as { code: string }).code).toBe('BACKEND_SATURATED');
+      // the backend's one short-request slot is untouched by the two transfers holding theirs
+      expect((await fetch(`${base}/short`)).status).toBe(200);
+      expect(shedder.load()).toContainEqual({ backend: 'b:transfers', inFlight: 2, queued: 0 });
+      for (const res of transfers.splice(0)) res.json({ done: true });
+      expect((await Promise.all(running)).map((r) => r.status)).toEqual([200, 200]);
+    } finally {
+      for (const res of transfers.splice(0)) res.end();
+      shedder.close();
+      srv.closeAllConnections();
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
+    }
+  });
+
   it('lets a queued request take a slot that frees within the wait', async () => {
     const patient = new LoadShedder({ maxInFlight: 1, maxQueue: 1, maxQueueWaitMs: 5000, maxEventLoopDelayMs: 0, retryAfterSeconds: 1 });
     const app = express();

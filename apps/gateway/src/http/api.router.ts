@@ -1,4 +1,5 @@
 import { Router, type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
+import { match } from 'path-to-regexp';
 import { rateLimit, ipKeyGenerator, type Store } from 'express-rate-limit';
 import type { Logger, RequestContext } from '@crm/platform';
 import { authenticate, type TokenVerifier } from '../auth/keycloak.auth.ts';
@@ -97,19 +98,29 @@ export function apiRouter(options: ApiRouterOptions): Router {
     const { shedder, backends } = options.shedding;
     api.use(shedder.guardEventLoop());
     // admission ahead of everything that costs, by the first path segment (one map lookup rather
-    // than matching every route twice): `/companies/…` → the backend owning `/companies`
+    // than matching every route twice): `/companies/…` → the backend owning `/companies`; the few
+    // file transfers are matched first, each to its backend's transfer pool
     const admitters = new Map<string, RequestHandler>();
+    const transfers: { method: string; matches: (path: string) => boolean; admit: RequestHandler }[] = [];
     for (const b of backends) {
       const admit = shedder.admit(b.name);
+      const admitTransfer = shedder.admitTransfer(b.name);
       for (const route of b.routes) {
         const segment = firstSegment(route.path);
         const owner = admitters.get(segment);
         if (owner && owner !== admit) throw new Error(`path segment /${segment} belongs to two backends: routes of one resource must have one backend`);
         admitters.set(segment, admit);
+        if (route.transfer) {
+          const matcher = match(route.path, { decode: false });
+          transfers.push({ method: route.method.toUpperCase(), matches: (path) => matcher(path) !== false, admit: admitTransfer });
+        }
       }
     }
     api.use((req, res, next) => {
-      const admit = admitters.get(firstSegment(req.path));
+      // HEAD runs the GET route (Express): it is admitted as that route is
+      const method = req.method === 'HEAD' ? 'GET' : req.method;
+      const transfer = transfers.length > 0 ? transfers.find((t) => t.method === method && t.matches(req.path)) : undefined;
+      const admit = transfer?.admit ?? admitters.get(firstSegment(req.path));
       if (admit) admit(req, res, next);
       else next();
     });

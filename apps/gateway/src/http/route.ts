@@ -38,6 +38,12 @@ export interface Route {
   readonly handlers: readonly RequestHandler[];
   /** The OpenAPI 3.1 operation object (placed under the path's `{param}` form and the method). */
   readonly operation: JsonObject;
+  /**
+   * The route moves a file (a multipart upload or a streamed download): it may hold its slot for
+   * minutes, so load shedding admits it to its backend's separate transfer pool, never to the
+   * slots the backend's short requests use.
+   */
+  readonly transfer: boolean;
 }
 
 /**
@@ -75,6 +81,8 @@ export interface ResponseSpec<R> {
   readonly responses: Readonly<Record<string, JsonObject>>;
   /** Sends `result`. Rejects before anything was sent (→ problem) or after (→ connection aborted). */
   send(res: Response, result: R): Promise<void>;
+  /** True for a streamed file (see {@link Route.transfer}); {@link download} sets it. */
+  readonly transfer?: boolean;
 }
 
 /** What a handler gets: validated params, query and body, the If-Match version and the caller. */
@@ -274,6 +282,7 @@ export function defineRoute<P = Record<string, string>, Q = Record<string, never
     operationId: def.operationId,
     handlers: [requireRole(...def.roles), ...(def.idempotency ? [def.idempotency.middleware()] : []), run],
     operation,
+    transfer: body?.kind === 'multipart' || def.response.transfer === true,
   };
 }
 
@@ -339,6 +348,7 @@ export interface Download {
  */
 export function download(options: { contentTypes: readonly string[]; description?: string; example?: string }): ResponseSpec<Download> {
   return {
+    transfer: true,
     responses: {
       '200': {
         description: options.description ?? 'the file',
@@ -388,7 +398,9 @@ function specificity(path: string): number[] {
 function compareSpecificity(a: Route, b: Route): number {
   const x = specificity(a.path);
   const y = specificity(b.path);
-  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return (x[i] ?? 0) - (y[i] ?? 0);
+  // over the longer path, a missing segment counting as static: a consistent order for Array.sort
+  // (comparing only the common prefix left `/contacts/export` behind `/contacts/:id` when `/contacts` sat between them)
+  for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0);
   return 0;
 }
 

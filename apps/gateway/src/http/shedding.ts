@@ -29,6 +29,12 @@ export interface SheddingLimits {
   maxQueue: number;
   /** Longest wait for a slot, ms; then the request is shed (`SHED_MAX_QUEUE_WAIT_MS`). */
   maxQueueWaitMs: number;
+  /**
+   * File transfers (uploads, downloads, exports) of one backend running at once, in a pool of their
+   * own without a queue (`SHED_MAX_TRANSFERS`): one more is shed at once, and slow transfers never
+   * take the slots of the backend's short requests. Default 16.
+   */
+  maxTransfers?: number;
   /** Event-loop delay (mean over the last sample window, ms) above which every API request is shed; 0 = never (`SHED_MAX_EVENT_LOOP_DELAY_MS`). */
   maxEventLoopDelayMs: number;
   /** `Retry-After` of a shed answer, seconds (`SHED_RETRY_AFTER_SECONDS`). */
@@ -126,8 +132,21 @@ export class LoadShedder {
    * and no body parsing. A request admitted once is not admitted again by another matching path.
    */
   admit(backend: string): RequestHandler {
-    const queue = this.#queue(backend);
-    const { maxInFlight, maxQueue, maxQueueWaitMs } = this.limits;
+    return this.#admit(backend, this.limits.maxInFlight, this.limits.maxQueue);
+  }
+
+  /**
+   * Middleware of `backend`'s file transfers (routes with `transfer`): admission to the
+   * backend's transfer pool (`<backend>:transfers`, {@link SheddingLimits.maxTransfers} slots, no
+   * queue), shed with 503 at once when it is full.
+   */
+  admitTransfer(backend: string): RequestHandler {
+    return this.#admit(`${backend}:transfers`, this.limits.maxTransfers ?? 16, 0);
+  }
+
+  #admit(backend: string, maxInFlight: number, maxQueue: number): RequestHandler {
+    const queue = this.#queue(backend, maxInFlight);
+    const { maxQueueWaitMs } = this.limits;
     return (req, res, next) => {
       if (res.locals[ADMITTED] === true) return next();
       res.locals[ADMITTED] = true;
@@ -176,10 +195,10 @@ export class LoadShedder {
     this.#histogram?.disable();
   }
 
-  #queue(backend: string): PQueue {
+  #queue(backend: string, concurrency: number): PQueue {
     let queue = this.#queues.get(backend);
     if (!queue) {
-      queue = new PQueue({ concurrency: this.limits.maxInFlight });
+      queue = new PQueue({ concurrency });
       this.#queues.set(backend, queue);
     }
     return queue;
