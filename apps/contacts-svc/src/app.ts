@@ -15,15 +15,22 @@ import { bindCompanyService } from './company/company.grpc.ts';
 import { CompanyEntity } from './company/company.service.ts';
 import { bindContactService } from './contact/contact.grpc.ts';
 import { ContactEntity } from './contact/contact.service.ts';
+import { DocumentEntity, DocumentExpiryNoticeEntity } from './document/document.entity.ts';
+import { documentEnv, startDocumentExpiryWorker } from './document/document-expiry.worker.ts';
+import { bindDocumentService } from './document/document.grpc.ts';
+import { DocumentService } from './document/document.service.ts';
 import { CustomFieldEntity, customFieldService } from './custom-field/custom-field.service.ts';
 import { migrations } from './migrations/index.ts';
 import { bindSegmentService } from './segment/segment.grpc.ts';
 import { SegmentEntity, SegmentMemberEntity } from './segment/segment.service.ts';
+import { BlobEntity, blobStoreEnv, createBlobStore } from './storage/blob-store.ts';
+import { startBlobSweepWorker } from './storage/blob-sweep.worker.ts';
+import { BlobChunkEntity } from './storage/postgres-blob-store.ts';
 import { TagRuleEntity, tagRuleService } from './tag/tag-rule.service.ts';
 import { TagEntity, tagService } from './tag/tag.service.ts';
 
 /** Environment of contacts-svc. */
-export const configSchema = z.object({ ...serviceEnv, GRPC_PORT: port(7051), OPS_PORT: port(9401) });
+export const configSchema = z.object({ ...serviceEnv, ...blobStoreEnv, ...documentEnv, GRPC_PORT: port(7051), OPS_PORT: port(9401) });
 export type ContactsConfig = z.infer<typeof configSchema>;
 
 /**
@@ -35,6 +42,10 @@ export const contactsSchema = {
   entities: [
     ...recordEntities(CompanyEntity, ContactEntity, TagEntity, TagRuleEntity, CustomFieldEntity, SegmentEntity),
     SegmentMemberEntity,
+    DocumentEntity,
+    DocumentExpiryNoticeEntity,
+    BlobEntity,
+    BlobChunkEntity,
     OutboxMessage,
     InboxEntry,
     IdempotentWrite,
@@ -48,13 +59,18 @@ export function createContactsService(config: ContactsConfig = loadConfig(config
     {
       name: 'contacts-svc',
       ...contactsSchema,
-      grpc: ({ orm }) => [
+      grpc: ({ orm, logger }) => [
+        bindDocumentService(new DocumentService(orm, createBlobStore({ orm, config }), logger)),
         bindCompanyService(orm),
         bindContactService(orm),
         bindRecordService(tagService(orm)),
         bindRecordService(tagRuleService(orm)),
         bindRecordService(customFieldService(orm)),
         bindSegmentService(orm),
+      ],
+      workers: ({ orm, logger }) => [
+        startDocumentExpiryWorker({ orm, logger }, config.DOCUMENT_EXPIRY_CHECK_INTERVAL_MS),
+        startBlobSweepWorker({ orm, logger, config }),
       ],
     },
     config,

@@ -7,6 +7,7 @@ import type { IdempotencyStore } from './http/idempotency.ts';
 import type { Route } from './http/route.ts';
 import { analyticsRoutes } from './resources/analytics.ts';
 import { customerRoutes } from './resources/customer.routes.ts';
+import { documentRoutes } from './resources/document.routes.ts';
 import { recordRoutes } from './resources/record.resource.ts';
 import { segmentRoutes } from './resources/segment.routes.ts';
 
@@ -54,6 +55,7 @@ export const BACKENDS: readonly Backend[] = [
       ...recordRoutes(segmentRecord, backend),
       ...segmentRoutes(backend),
       ...customerRoutes(backend),
+      ...documentRoutes(backend),
     ],
   },
   {

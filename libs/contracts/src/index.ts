@@ -14,6 +14,8 @@ export * as tagRuleV1 from './gen/crm/contacts/v1/tag_rule.ts';
 export * as tagsEventsV1 from './gen/crm/events/v1/tags.ts';
 export * as segmentV1 from './gen/crm/contacts/v1/segment.ts';
 export * as segmentsEventsV1 from './gen/crm/events/v1/segments.ts';
+export * as documentV1 from './gen/crm/contacts/v1/document.ts';
+export * as documentsEventsV1 from './gen/crm/events/v1/documents.ts';
 export * from './records/index.ts';
 export { companyRecord } from './records/company.record.ts';
 export { contactRecord } from './records/contact.record.ts';

@@ -7,6 +7,7 @@ import { Migration20261123000200Tags } from './Migration20261123000200_tags.ts';
 import { Migration20261123000400ListIndexes } from './Migration20261123000400_list_indexes.ts';
 import { Migration20261123000300CustomFields } from './Migration20261123000300_custom_fields.ts';
 import { Migration20261123000500Segments } from './Migration20261123000500_segments.ts';
+import { Migration20261124000100Documents } from './Migration20261124000100_documents.ts';
 
 /** Committed migrations of schema `contacts`, in order (explicit list: no folder scanning). */
 export const migrations = [
@@ -21,4 +22,5 @@ export const migrations = [
   { name: 'Migration20261123000300_custom_fields', class: Migration20261123000300CustomFields },
   { name: 'Migration20261123000400_list_indexes', class: Migration20261123000400ListIndexes },
   { name: 'Migration20261123000500_segments', class: Migration20261123000500Segments },
+  { name: 'Migration20261124000100_documents', class: Migration20261124000100Documents },
 ];
