@@ -20,6 +20,11 @@ import { documentEnv, startDocumentExpiryWorker } from './document/document-expi
 import { bindDocumentService } from './document/document.grpc.ts';
 import { DocumentService } from './document/document.service.ts';
 import { CustomFieldEntity, customFieldService } from './custom-field/custom-field.service.ts';
+import { DuplicatePairEntity, DuplicateScanQueueEntity, DuplicateSettingsEntity } from './duplicate/duplicate.entities.ts';
+import { bindDuplicateService } from './duplicate/duplicate.grpc.ts';
+import { startDuplicateScanWorker } from './duplicate/duplicate.scan.ts';
+import { RecordMergeEntity } from './merge/merge.entity.ts';
+import { bindMergeService } from './merge/merge.grpc.ts';
 import { migrations } from './migrations/index.ts';
 import { bindSegmentService } from './segment/segment.grpc.ts';
 import { SegmentEntity, SegmentMemberEntity } from './segment/segment.service.ts';
@@ -28,6 +33,9 @@ import { startBlobSweepWorker } from './storage/blob-sweep.worker.ts';
 import { BlobChunkEntity } from './storage/postgres-blob-store.ts';
 import { TagRuleEntity, tagRuleService } from './tag/tag-rule.service.ts';
 import { TagEntity, tagService } from './tag/tag.service.ts';
+
+/** Scans until the duplicate queue is empty (tests: no polling). */
+export { drainDuplicateScan } from './duplicate/duplicate.scan.ts';
 
 /** Environment of contacts-svc. */
 export const configSchema = z.object({ ...serviceEnv, ...blobStoreEnv, ...documentEnv, GRPC_PORT: port(7051), OPS_PORT: port(9401) });
@@ -42,6 +50,10 @@ export const contactsSchema = {
   entities: [
     ...recordEntities(CompanyEntity, ContactEntity, TagEntity, TagRuleEntity, CustomFieldEntity, SegmentEntity),
     SegmentMemberEntity,
+    DuplicatePairEntity,
+    DuplicateScanQueueEntity,
+    DuplicateSettingsEntity,
+    RecordMergeEntity,
     DocumentEntity,
     DocumentExpiryNoticeEntity,
     BlobEntity,
@@ -67,10 +79,13 @@ export function createContactsService(config: ContactsConfig = loadConfig(config
         bindRecordService(tagRuleService(orm)),
         bindRecordService(customFieldService(orm)),
         bindSegmentService(orm),
+        bindDuplicateService(orm),
+        bindMergeService(orm),
       ],
-      workers: ({ orm, logger }) => [
+      workers: ({ orm, logger, metrics }) => [
         startDocumentExpiryWorker({ orm, logger }, config.DOCUMENT_EXPIRY_CHECK_INTERVAL_MS),
         startBlobSweepWorker({ orm, logger, config }),
+        startDuplicateScanWorker({ orm, logger, metrics }),
       ],
     },
     config,

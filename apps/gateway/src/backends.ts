@@ -1,5 +1,5 @@
 import { Channel, type ChannelCredentials, type ClientOptions } from '@grpc/grpc-js';
-import { analyticsV1, companyRecord, contactRecord, customFieldRecord, tagRecord, segmentRecord, tagRuleRecord } from '@crm/contracts';
+import { analyticsV1, customFieldRecord, tagRecord, segmentRecord, tagRuleRecord } from '@crm/contracts';
 import { channelOptions, insecure, signCallsOn, type InternalTokenSigner, type Logger } from '@crm/platform';
 import type { GatewayConfig } from './config.ts';
 import { grpcHealthClient } from './grpc-health.ts';
@@ -7,6 +7,8 @@ import type { IdempotencyStore } from './http/idempotency.ts';
 import type { Route } from './http/route.ts';
 import { analyticsRoutes } from './resources/analytics.ts';
 import { customerRoutes } from './resources/customer.routes.ts';
+import { duplicateAwareRecordRoutes, duplicateRoutes } from './resources/duplicate.routes.ts';
+import { mergeRoutes } from './resources/merge.routes.ts';
 import { documentRoutes } from './resources/document.routes.ts';
 import { recordRoutes } from './resources/record.resource.ts';
 import { segmentRoutes } from './resources/segment.routes.ts';
@@ -47,14 +49,17 @@ export const BACKENDS: readonly Backend[] = [
     url: (config) => config.CONTACTS_GRPC_URL,
     // record resources: one line per aggregate, everything derived from its declaration
     routes: (backend) => [
-      ...recordRoutes(companyRecord, backend),
-      ...recordRoutes(contactRecord, backend),
+      // companies and contacts: create checks for likely duplicates, get tells where a merged one went
+      ...duplicateAwareRecordRoutes('company', backend),
+      ...duplicateAwareRecordRoutes('contact', backend),
       ...recordRoutes(tagRecord, backend),
       ...recordRoutes(tagRuleRecord, backend),
       ...recordRoutes(customFieldRecord, backend),
       ...recordRoutes(segmentRecord, backend),
       ...segmentRoutes(backend),
       ...customerRoutes(backend),
+      ...duplicateRoutes(backend),
+      ...mergeRoutes(backend),
       ...documentRoutes(backend),
     ],
   },

@@ -112,7 +112,7 @@ describe('tracing', () => {
 
     const http = only(telemetry.spans(), 'HTTP server span', (s) => s.kind === SpanKind.SERVER && attr(s, 'http.route') === '/api/v1/companies');
     const spans = telemetry.spans().filter((s) => traceOf(s) === traceOf(http));
-    const name = 'grpc.crm.contacts.v1.CompanyService/CreateCompany';
+    const name = 'grpc.crm.contacts.v1.DuplicateService/CreateCompanyWithDuplicateCheck';
     const grpcClient = only(spans, 'gRPC client span', (s) => s.kind === SpanKind.CLIENT && s.name === name);
     const grpcServer = only(spans, 'gRPC server span', (s) => s.kind === SpanKind.SERVER && s.name === name);
     const insert = only(
@@ -281,6 +281,6 @@ describe('metric labels', () => {
     const labels = new Set((await suite.contacts.metrics.grpcRequests.get()).values.map((v) => String(v.labels['method'])));
     expect(labels).toContain('crm.contacts.v1.CompanyService/GetCompany');
     expect(labels).toContain('crm.contacts.v1.ContactService/GetContact');
-    expect(labels).toContain('crm.contacts.v1.CompanyService/CreateCompany');
+    expect(labels).toContain('crm.contacts.v1.DuplicateService/CreateCompanyWithDuplicateCheck');
   });
 });

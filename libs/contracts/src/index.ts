@@ -16,6 +16,8 @@ export * as segmentV1 from './gen/crm/contacts/v1/segment.ts';
 export * as segmentsEventsV1 from './gen/crm/events/v1/segments.ts';
 export * as documentV1 from './gen/crm/contacts/v1/document.ts';
 export * as documentsEventsV1 from './gen/crm/events/v1/documents.ts';
+export * as duplicateV1 from './gen/crm/contacts/v1/duplicate.ts';
+export * as mergesEventsV1 from './gen/crm/events/v1/merges.ts';
 export * from './records/index.ts';
 export { companyRecord } from './records/company.record.ts';
 export { contactRecord } from './records/contact.record.ts';

@@ -1,6 +1,8 @@
 import { companyRecord, toProto } from '@crm/contracts';
 import { DomainError, RecordService, recordEntity, requireContext, type EntityManager, type Orm } from '@crm/platform';
 import { applyCustomerRules, customFieldConditions } from '../customer/customer.write.ts';
+import { declareDuplicateSchema } from '../duplicate/duplicate.entities.ts';
+import { assertNoLikelyDuplicate } from '../duplicate/duplicate.guard.ts';
 import { assertNoHierarchyCycle } from './company.rules.ts';
 
 /** `contacts.company`, derived from {@link companyRecord}; GIN indexes for tag and custom-field containment. */
@@ -10,6 +12,7 @@ CompanyEntity.addIndex({
   name: 'company_custom_fields_idx',
   expression: 'create index company_custom_fields_idx on company using gin (custom_fields jsonb_path_ops) where deleted_at is null',
 });
+declareDuplicateSchema(CompanyEntity, 'company');
 
 /**
  * Companies: the kit's record service plus the hierarchy rules — a company is never its own
@@ -28,6 +31,8 @@ export function companyService(orm: Orm): RecordService<typeof companyRecord.fie
       listConditions: (list) => customFieldConditions('company', list),
       beforeWrite: async ({ em, ctx, values, changed, existing, emit }) => {
         await applyCustomerRules('company', { em, ctx, values, changed, existing });
+        values.mergedIntoId = existing?.mergedIntoId ?? null; // output only: set by merges
+        if (!existing) await assertNoLikelyDuplicate(em, ctx.organizationId, 'company', values); // 409 unless allowed
         const fields = companyRecord.fields;
         if (changed.has('status') && values.status !== (existing?.status ?? null)) {
           const [from, to] = [toProto(fields.status, existing?.status ?? null), toProto(fields.status, values.status)];

@@ -2,6 +2,8 @@ import { contactRecord } from '@crm/contracts';
 import { DomainError, RecordService, recordEntity, requireContext, type EntityManager, type Orm, type RecordRow, type WriteContext } from '@crm/platform';
 import { assertPlausibleBirthDate, marketingPreferences, socialProfiles } from '../customer/customer.rules.ts';
 import { applyCustomerRules, customFieldConditions } from '../customer/customer.write.ts';
+import { declareDuplicateSchema } from '../duplicate/duplicate.entities.ts';
+import { assertNoLikelyDuplicate } from '../duplicate/duplicate.guard.ts';
 import { assertHasAName } from './contact.rules.ts';
 
 type ContactFields = typeof contactRecord.fields;
@@ -22,6 +24,7 @@ ContactEntity.addUnique({
   properties: ['organizationId', 'companyId'],
   where: 'deleted_at is null and is_primary and company_id is not null',
 });
+declareDuplicateSchema(ContactEntity, 'contact');
 
 /**
  * Contacts: the kit's record service plus their own rules — a name (first or last), a plausible
@@ -39,6 +42,7 @@ export function contactService(orm: Orm): RecordService<ContactFields> {
       listConditions: (list) => customFieldConditions('contact', list),
       beforeWrite: async ({ em, ctx, values, changed, existing, emit }) => {
         await applyCustomerRules('contact', { em, ctx, values, changed, existing });
+        values.mergedIntoId = existing?.mergedIntoId ?? null; // output only: set by merges
         if (changed.has('firstName') || changed.has('lastName')) assertHasAName(values.firstName, values.lastName);
         if (changed.has('dateOfBirth')) assertPlausibleBirthDate(values.dateOfBirth, new Date());
         if (changed.has('marketingPreferences')) {
@@ -50,6 +54,7 @@ export function contactService(orm: Orm): RecordService<ContactFields> {
             { field: 'isPrimary', message: 'set companyId too' },
           ]);
         }
+        if (!existing) await assertNoLikelyDuplicate(em, ctx.organizationId, 'contact', values); // 409 unless allowed
         const becomesPrimary = values.isPrimary && (!existing?.isPrimary || changed.has('companyId'));
         if (becomesPrimary && values.companyId) await demotePrimary(em, service, values.companyId, existing?.id, emit);
       },

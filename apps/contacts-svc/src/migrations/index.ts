@@ -8,6 +8,7 @@ import { Migration20261123000400ListIndexes } from './Migration20261123000400_li
 import { Migration20261123000300CustomFields } from './Migration20261123000300_custom_fields.ts';
 import { Migration20261123000500Segments } from './Migration20261123000500_segments.ts';
 import { Migration20261124000100Documents } from './Migration20261124000100_documents.ts';
+import { Migration20261124000200DuplicatesMerge } from './Migration20261124000200_duplicates_merge.ts';
 
 /** Committed migrations of schema `contacts`, in order (explicit list: no folder scanning). */
 export const migrations = [
@@ -23,4 +24,5 @@ export const migrations = [
   { name: 'Migration20261123000400_list_indexes', class: Migration20261123000400ListIndexes },
   { name: 'Migration20261123000500_segments', class: Migration20261123000500Segments },
   { name: 'Migration20261124000100_documents', class: Migration20261124000100Documents },
+  { name: 'Migration20261124000200_duplicates_merge', class: Migration20261124000200DuplicatesMerge },
 ];

@@ -57,5 +57,11 @@ export const companyRecord = defineRecord<contactsV1.Company>()({
     tags: { kind: 'tags', description: 'ids of the organization’s tags' },
     customFields: { kind: 'json', description: 'values of the organization’s custom fields for companies, by key (see /api/v1/custom-fields)' },
     ownerId: { kind: 'owner', filter: true, description: 'Keycloak user id of the owner; default: the caller' },
+    mergedIntoId: {
+      kind: 'text',
+      max: 36,
+      description:
+        'output only (ignored on input): the company this one was merged into; set on merged companies only, which are no longer served (see /api/v1/merges)',
+    },
   },
 });

@@ -55,5 +55,11 @@ export const contactRecord = defineRecord<contactV1.Contact>()({
     tags: { kind: 'tags', description: 'ids of the organization’s tags' },
     customFields: { kind: 'json', description: 'values of the organization’s custom fields for contacts, by key (see /api/v1/custom-fields)' },
     ownerId: { kind: 'owner', filter: true },
+    mergedIntoId: {
+      kind: 'text',
+      max: 36,
+      description:
+        'output only (ignored on input): the contact this one was merged into; set on merged contacts only, which are no longer served (see /api/v1/merges)',
+    },
   },
 });

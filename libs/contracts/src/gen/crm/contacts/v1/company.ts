@@ -147,7 +147,14 @@ export interface Company {
   /** Ids of the organization's tags. */
   tags: string[];
   /** Values of the organization's custom fields for companies, by key. */
-  customFields?: { [key: string]: any } | undefined;
+  customFields?:
+    | { [key: string]: any }
+    | undefined;
+  /**
+   * Output only (ignored on input): the company this one was merged into (MergeService). Set on
+   * merged companies only, which are soft-deleted and no longer served as companies.
+   */
+  mergedIntoId: string;
 }
 
 export interface CreateCompanyRequest {
@@ -332,6 +339,7 @@ function createBaseCompany(): Company {
     lastActivityAt: undefined,
     tags: [],
     customFields: undefined,
+    mergedIntoId: "",
   };
 }
 
@@ -435,6 +443,9 @@ export const Company: MessageFns<Company> = {
     }
     if (message.customFields !== undefined) {
       Struct.encode(Struct.wrap(message.customFields), writer.uint32(266).fork()).join();
+    }
+    if (message.mergedIntoId !== "") {
+      writer.uint32(274).string(message.mergedIntoId);
     }
     return writer;
   },
@@ -716,6 +727,14 @@ export const Company: MessageFns<Company> = {
             message.customFields = Struct.unwrap(Struct.decode(reader, reader.uint32()));
             continue;
           }
+          case 34: {
+            if (tag !== 274) {
+              break;
+            }
+
+            message.mergedIntoId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -778,6 +797,7 @@ export const Company: MessageFns<Company> = {
     message.lastActivityAt = object.lastActivityAt ?? undefined;
     message.tags = object.tags?.map((e) => e) || [];
     message.customFields = object.customFields ?? undefined;
+    message.mergedIntoId = object.mergedIntoId ?? "";
     return message;
   },
 };

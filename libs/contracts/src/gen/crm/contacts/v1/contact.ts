@@ -100,7 +100,14 @@ export interface Contact {
   lastContactedAt?: Date | undefined;
   lastActivityAt?: Date | undefined;
   tags: string[];
-  customFields?: { [key: string]: any } | undefined;
+  customFields?:
+    | { [key: string]: any }
+    | undefined;
+  /**
+   * Output only (ignored on input): the contact this one was merged into (MergeService). Set on
+   * merged contacts only, which are soft-deleted and no longer served as contacts.
+   */
+  mergedIntoId: string;
 }
 
 export interface CreateContactRequest {
@@ -249,6 +256,7 @@ function createBaseContact(): Contact {
     lastActivityAt: undefined,
     tags: [],
     customFields: undefined,
+    mergedIntoId: "",
   };
 }
 
@@ -349,6 +357,9 @@ export const Contact: MessageFns<Contact> = {
     }
     if (message.customFields !== undefined) {
       Struct.encode(Struct.wrap(message.customFields), writer.uint32(258).fork()).join();
+    }
+    if (message.mergedIntoId !== "") {
+      writer.uint32(266).string(message.mergedIntoId);
     }
     return writer;
   },
@@ -622,6 +633,14 @@ export const Contact: MessageFns<Contact> = {
             message.customFields = Struct.unwrap(Struct.decode(reader, reader.uint32()));
             continue;
           }
+          case 33: {
+            if (tag !== 266) {
+              break;
+            }
+
+            message.mergedIntoId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -673,6 +692,7 @@ export const Contact: MessageFns<Contact> = {
     message.lastActivityAt = object.lastActivityAt ?? undefined;
     message.tags = object.tags?.map((e) => e) || [];
     message.customFields = object.customFields ?? undefined;
+    message.mergedIntoId = object.mergedIntoId ?? "";
     return message;
   },
 };
